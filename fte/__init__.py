@@ -1,0 +1,1 @@
+"""Command-line entry point, settings, logging and the embedded local stack."""

@@ -1,0 +1,36 @@
+"""`fte`: one console script, one module per subcommand under `fte/commands/`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from fte.logs import configure_logging
+from fte.settings import get_settings
+
+# Each module exposes `register(subparsers)`; it adds its parser and sets `func`.
+COMMAND_MODULES = [
+    "fte.commands.stack",
+    "fte.commands.setup",
+    "fte.commands.run",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fte", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    configure_logging(settings.LOG_LEVEL)
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

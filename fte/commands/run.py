@@ -1,0 +1,79 @@
+"""`fte up`: set up and run the whole system on its embedded default.
+
+Starts the stack, applies migrations, creates topics and loads the demo knowledge base,
+then runs each long-lived service as a child process and stops them all on Ctrl-C.
+Services register themselves in `SERVICES`.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from fte import stack
+from fte.commands.stack import print_status
+from fte.kafka import ensure_topics
+from fte.logs import get_logger
+from schema.migrate import migrate
+
+log = get_logger(__name__)
+
+# (name, argv after `python -m fte.cli`); each is a long-running `fte` subcommand.
+SERVICES: list[tuple[str, list[str]]] = []
+
+# Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
+SETUP_STEPS: list[tuple[str, list[str]]] = []
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("up", help="set up and run the whole system (embedded default)")
+    p.add_argument("--no-services", action="store_true", help="set up only, then exit")
+    p.set_defaults(func=run)
+
+
+def run(args, settings) -> int:
+    started = time.monotonic()
+    print_status(stack.up(settings))
+    migrate(settings.database_url)
+    ensure_topics(settings.kafka_bootstrap, settings.TOPIC_PREFIX)
+    for name, argv in SETUP_STEPS:
+        log.info("setup.step", step=name)
+        subprocess.run([sys.executable, "-m", "fte.cli", *argv], check=True)
+    print(f"stack, schema and topics ready in {time.monotonic() - started:.1f}s")
+    if args.no_services or not SERVICES:
+        return 0
+    return supervise(SERVICES)
+
+
+def supervise(services: list[tuple[str, list[str]]]) -> int:
+    """Run each service; restart one that exits, stop all on SIGINT/SIGTERM."""
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, argv in services:
+        procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
+        print(f"started {name} (pid {procs[name].pid}): fte {' '.join(argv)}")
+    while not stopping:
+        time.sleep(1)
+        for name, argv in services:
+            code = procs[name].poll()
+            if code is not None and not stopping:
+                log.warning("service.exited", service=name, code=code)
+                time.sleep(2)
+                procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
+    for proc in procs.values():
+        proc.terminate()
+    for proc in procs.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return 0

@@ -1,0 +1,133 @@
+"""One Settings object, read from the environment (and an optional `.env`).
+
+Production sets DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS; when either is unset the
+embedded stack under FTE_DATA_DIR provides it.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    ENVIRONMENT: Literal["development", "test", "production"] = "development"
+    LOG_LEVEL: str = "INFO"
+
+    # --- external services (production) -----------------------------------------------
+    DATABASE_URL: str | None = None
+    KAFKA_BOOTSTRAP_SERVERS: str | None = None
+
+    # --- embedded stack (development, tests, CI) ---------------------------------------
+    FTE_DATA_DIR: Path = REPO_ROOT / ".fte"
+    FTE_KAFKA_PORT: int = 19092
+    FTE_KAFKA_CONTROLLER_PORT: int = 19093
+    FTE_KAFKA_HEAP: str = "512m"
+    FTE_PG_PORT: int = 15432
+    FTE_PG_DATABASE: str = "fte"
+
+    # --- topics ------------------------------------------------------------------------
+    # Prefix lets tests and side-by-side deployments use their own topic set.
+    TOPIC_PREFIX: str = ""
+
+    # --- ingress -----------------------------------------------------------------------
+    INGRESS_HOST: str = "127.0.0.1"
+    INGRESS_PORT: int = 8000
+    PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+    MAX_BODY_BYTES: int = 256 * 1024
+    RATE_LIMIT_PER_IP: str = "60/minute"
+    RATE_LIMIT_PER_IDENTITY: str = "20/minute"
+
+    # --- Twilio (WhatsApp) -------------------------------------------------------------
+    TWILIO_ACCOUNT_SID: str = "AC00000000000000000000000000000000"
+    TWILIO_AUTH_TOKEN: SecretStr = SecretStr("dev-twilio-auth-token")
+    TWILIO_WHATSAPP_FROM: str = "whatsapp:+14155238886"
+    # Base URL of the Twilio REST API; set only to point the SDK at a local server.
+    TWILIO_API_BASE: str | None = None
+
+    # --- Gmail -------------------------------------------------------------------------
+    GMAIL_MAILBOX: str = "support@example.com"
+    GMAIL_CREDENTIALS_FILE: Path | None = None  # service-account or authorized-user JSON
+    GMAIL_DISCOVERY_URL: str | None = None  # local Gmail API server in development/tests
+    GMAIL_PUSH_AUDIENCE: str | None = None  # expected `aud` of the Pub/Sub OIDC token
+    GMAIL_PUSH_SERVICE_ACCOUNT: str | None = None  # expected `email` claim of that token
+    GMAIL_PUSH_CERTS_URL: str | None = None  # override Google's certs (tests only)
+    GMAIL_PUSH_VERIFICATION_TOKEN: SecretStr | None = None  # shared token, development only
+    GMAIL_RESYNC_MAX_MESSAGES: int = 50
+
+    # --- agent -------------------------------------------------------------------------
+    OPENAI_API_KEY: SecretStr | None = None
+    OPENAI_BASE_URL: str | None = None
+    OPENAI_MODEL: str = "gpt-4o-mini"
+    OPENAI_EMBEDDING_MODEL: str = "text-embedding-3-small"
+    OPENAI_TIMEOUT_S: float = 20.0
+    EMBEDDING_DIM: int = 384
+    AGENT_CONCURRENCY: int = 8
+    ESCALATION_POLICY_FILE: Path = REPO_ROOT / "flows" / "escalation_policy.yaml"
+    CONVERSATION_REOPEN_HOURS: float = 24.0
+    EMAIL_FOLD_GMAIL_DOTS: bool = False
+    DEFAULT_PHONE_REGION: str = "US"
+
+    # --- flows -------------------------------------------------------------------------
+    FLOW_WORKERS: int = 1
+    RECOVERY_DIR: Path | None = None  # default: FTE_DATA_DIR / "recovery"
+    RECOVERY_SNAPSHOT_S: float = 5.0
+    RECOVERY_BACKUP_S: float = 0.0
+
+    # --- SLA, business hours, alerts ----------------------------------------------------
+    SLA_CONFIG_FILE: Path = REPO_ROOT / "flows" / "sla.yaml"
+
+    # --- console -----------------------------------------------------------------------
+    CONSOLE_PORT: int = 8501
+    # "user:bcrypt-hash[,user2:hash2]"; `fte console hash-password` prints a hash.
+    CONSOLE_USERS: str | None = None
+    CONSOLE_DEV_PASSWORD: SecretStr | None = None  # development only: user "lead"
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> "Settings":
+        if self.ENVIRONMENT == "production":
+            if self.TWILIO_AUTH_TOKEN.get_secret_value() == "dev-twilio-auth-token":
+                raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+            if self.GMAIL_PUSH_VERIFICATION_TOKEN is not None:
+                raise ValueError("GMAIL_PUSH_VERIFICATION_TOKEN is for development only")
+            if self.CONSOLE_DEV_PASSWORD is not None:
+                raise ValueError("CONSOLE_DEV_PASSWORD is for development only")
+            if not (self.DATABASE_URL and self.KAFKA_BOOTSTRAP_SERVERS):
+                raise ValueError("DATABASE_URL and KAFKA_BOOTSTRAP_SERVERS must be set in production")
+        return self
+
+    # --- derived -----------------------------------------------------------------------
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.KAFKA_BOOTSTRAP_SERVERS
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.DATABASE_URL
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.KAFKA_BOOTSTRAP_SERVERS or f"127.0.0.1:{self.FTE_KAFKA_PORT}"
+
+    @property
+    def database_url(self) -> str:
+        return self.DATABASE_URL or (
+            f"postgresql://postgres@127.0.0.1:{self.FTE_PG_PORT}/{self.FTE_PG_DATABASE}"
+        )
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.RECOVERY_DIR or (self.FTE_DATA_DIR / "recovery")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Shared contracts: event models, topic names, SQL migrations and typed queries."""
