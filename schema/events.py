@@ -152,6 +152,8 @@ class SupportEvent(Event):
     agent_tokens: int = 0
     kb_hit: bool | None = None
     reason: str | None = None
+    # For replied/sent/failed: agent, escalation_ack, holding, clarify or human.
+    reply_kind: str | None = None
 
 
 class MetricWindow(Event):
