@@ -33,10 +33,14 @@ def settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Settings:
+def stack(settings: Settings):
+    """The stack, up and migrated; stopped afterwards if this session started it."""
+    already_up = {s.name for s in fte_stack.status(settings) if s.up and s.embedded}
     fte_stack.up(settings)
     migrate(settings.database_url)
-    return settings
+    yield settings
+    if not already_up and os.environ.get("FTE_KEEP_TEST_STACK") != "1":
+        fte_stack.down(settings)
 
 
 @pytest.fixture(scope="session")
