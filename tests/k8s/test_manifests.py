@@ -1,0 +1,379 @@
+"""The production manifests in k8s/: structure, settings, commands, topics and security.
+
+Nothing here talks to a cluster (none is available to the suite); the checks read the YAML
+and compare it with the code it deploys: fte/settings.py, the `fte` parser, schema/topics.py
+and bytewax.run's own argument parsing.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import bytewax.run
+import pytest
+import yaml
+
+from fte.cli import build_parser
+from fte.settings import Settings
+from schema.topics import ALL_TOPICS, INBOUND_BY_CHANNEL, SUPPORT_EVENTS
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+SECRET_SETTINGS = {"TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "CONSOLE_USERS", "DATABASE_URL"}
+CLUSTER_SCOPED = {"Namespace"}
+
+
+def _load_render_topics():
+    spec = importlib.util.spec_from_file_location("render_topics", K8S / "render_topics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _kustomization() -> dict:
+    return yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def _documents() -> list[tuple[str, dict]]:
+    docs = []
+    for name in _kustomization()["resources"]:
+        for doc in yaml.safe_load_all((K8S / name).read_text()):
+            if doc is not None:
+                docs.append((name, doc))
+    return docs
+
+
+def _of_kind(kind: str) -> list[dict]:
+    return [d for _, d in _documents() if d["kind"] == kind]
+
+
+def _by_name(kind: str, name: str) -> dict:
+    [doc] = [d for d in _of_kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def _pod_specs() -> list[tuple[str, dict]]:
+    specs = []
+    for _, doc in _documents():
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            specs.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]))
+    return specs
+
+
+def _containers(pod: dict) -> list[dict]:
+    return list(pod.get("initContainers", [])) + list(pod["containers"])
+
+
+def _config() -> dict[str, str]:
+    return _by_name("ConfigMap", "fte-config")["data"]
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def _bytewax_run_env_names() -> set[str]:
+    """The BYTEWAX_* variables `python -m bytewax.run` itself reads, from its source."""
+    return set(re.findall(r"\"(BYTEWAX_[A-Z_]+)\"", Path(bytewax.run.__file__).read_text()))
+
+
+# --- topics --------------------------------------------------------------------------
+
+
+def test_topic_yaml_is_the_render_of_schema_topics():
+    committed = (K8S / "kafka-topics.yaml").read_text()
+    assert committed == _load_render_topics().render(""), (
+        "k8s/kafka-topics.yaml is stale: .venv/bin/python k8s/render_topics.py > k8s/kafka-topics.yaml"
+    )
+
+
+def test_topic_resources_match_the_topic_table():
+    topics = {t["spec"]["topicName"]: t for t in _of_kind("KafkaTopic")}
+    assert set(topics) == {t.name for t in ALL_TOPICS}
+    kafka = _by_name("Kafka", "fte-kafka")
+    brokers = sum(p["spec"]["replicas"] for p in _of_kind("KafkaNodePool")
+                  if "broker" in p["spec"]["roles"])
+    for topic in ALL_TOPICS:
+        spec = topics[topic.name]["spec"]
+        assert spec["partitions"] == topic.partitions
+        assert spec["config"]["retention.ms"] == topic.retention_ms
+        assert spec["replicas"] <= brokers
+        assert spec["config"]["min.insync.replicas"] < spec["replicas"]
+        assert topics[topic.name]["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+
+
+def test_kafka_is_kraft_with_a_node_pool_and_no_auto_created_topics():
+    kafka = _by_name("Kafka", "fte-kafka")
+    assert "zookeeper" not in kafka["spec"]
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    [pool] = _of_kind("KafkaNodePool")
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "fte-kafka"
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    bootstrap = _config()["KAFKA_BOOTSTRAP_SERVERS"]
+    port = next(l["port"] for l in kafka["spec"]["kafka"]["listeners"] if not l["tls"])
+    assert bootstrap == f"fte-kafka-kafka-bootstrap.fte.svc:{port}"
+
+
+def test_postgres_cluster_has_pgvector():
+    [cluster] = _of_kind("Cluster")
+    assert cluster["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert "standard" in cluster["spec"]["imageName"]  # the CNPG variant that ships pgvector
+    initdb = cluster["spec"]["bootstrap"]["initdb"]
+    assert "CREATE EXTENSION IF NOT EXISTS vector" in initdb["postInitApplicationSQL"]
+    # DATABASE_URL points at the Secret CloudNativePG writes for the application owner.
+    assert f"{cluster['metadata']['name']}-app" == "fte-pg-app"
+
+
+# --- structure -----------------------------------------------------------------------
+
+
+def test_kustomization_lists_every_manifest_and_they_parse():
+    listed = set(_kustomization()["resources"])
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk
+    for name, doc in _documents():
+        assert doc.get("apiVersion") and doc.get("kind"), name
+        assert doc["metadata"].get("name"), name
+        if doc["kind"] not in CLUSTER_SCOPED:
+            assert doc["metadata"].get("namespace") == "fte", (name, doc["metadata"]["name"])
+    for generator in _kustomization()["configMapGenerator"]:
+        for file in generator["files"]:
+            assert (K8S / file).is_file()
+
+
+def test_no_secret_values_in_the_manifests():
+    assert not _of_kind("Secret"), "Secrets are created out of band, never committed"
+    config = _config()
+    assert not SECRET_SETTINGS & set(config)
+    for where, pod in _pod_specs():
+        for container in _containers(pod):
+            for name, entry in _env(container).items():
+                if name in SECRET_SETTINGS:
+                    assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], (where, name)
+
+
+def test_every_variable_is_a_setting_or_read_by_bytewax_run():
+    known = set(Settings.model_fields) | _bytewax_run_env_names()
+    assert set(_config()) <= set(Settings.model_fields), set(_config()) - set(Settings.model_fields)
+    for where, pod in _pod_specs():
+        for container in _containers(pod):
+            unknown = set(_env(container)) - known
+            assert not unknown, (where, container["name"], unknown)
+            for source in container.get("envFrom", []):
+                assert source["configMapRef"]["name"] == "fte-config"
+
+
+def test_production_settings_load_from_the_config_and_secret_references(monkeypatch):
+    """What a pod sees (ConfigMap + its secret env) is accepted by Settings in production."""
+    for key in list(Settings.model_fields):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in _config().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://fte:x@fte-pg-rw.fte.svc:5432/fte")
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "a-real-token-from-the-secret")
+    settings = Settings(_env_file=None)
+    assert settings.ENVIRONMENT == "production"
+    assert not settings.embedded_kafka and not settings.embedded_postgres
+    assert int(settings.RECOVERY_SNAPSHOT_S) == settings.RECOVERY_SNAPSHOT_S
+
+
+def test_containers_run_fte_subcommands_or_a_bytewax_flow():
+    subcommands = set(build_parser()._subparsers._group_actions[0].choices)
+    for where, pod in _pod_specs():
+        for container in pod["containers"]:
+            assert container["image"].split(":")[0] == "fte", where
+            command = container["command"]
+            if command[0] == "fte":
+                assert command[1] in subcommands, f"{where}: `fte {command[1]}` is not a subcommand"
+            else:
+                assert command[:3] == ["python", "-m", "bytewax.run"], where
+                _assert_flow_importable(command[3])
+
+
+def _assert_flow_importable(import_str: str) -> None:
+    """The module exists in the repo and defines a top-level `flow` (read, not imported)."""
+    module, _, attr = import_str.partition(":")
+    path = REPO.joinpath(*module.split(".")).with_suffix(".py")
+    assert path.is_file(), f"{import_str}: {path.relative_to(REPO)} does not exist"
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.FunctionDef):
+            names.add(node.name)
+    assert (attr or "flow").split("(")[0] in names, f"{import_str}: no top-level {attr or 'flow'}"
+
+
+def test_workloads_are_locked_down_and_sized():
+    for where, pod in _pod_specs():
+        assert pod["automountServiceAccountToken"] is False, where
+        sec = pod["securityContext"]
+        assert sec["runAsNonRoot"] is True and sec["runAsUser"] == 10001, where
+        assert sec["seccompProfile"]["type"] == "RuntimeDefault", where
+        for container in _containers(pod):
+            csec = container["securityContext"]
+            assert csec["readOnlyRootFilesystem"] is True, (where, container["name"])
+            assert csec["allowPrivilegeEscalation"] is False, (where, container["name"])
+            assert csec["capabilities"]["drop"] == ["ALL"], (where, container["name"])
+            res = container["resources"]
+            assert {"cpu", "memory"} <= set(res["requests"]), (where, container["name"])
+            assert "memory" in res["limits"], (where, container["name"])
+            mounts = {m["mountPath"] for m in container.get("volumeMounts", [])}
+            assert mounts, f"{where}: a read-only root needs a writable mount"
+
+
+def test_dockerfile_builds_the_image_the_manifests_run():
+    text = (K8S / "Dockerfile").read_text()
+    assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim", "python:3.11-slim"]
+    assert "pip install /wheels/*.whl" in text and "pip wheel" in text
+    user = re.search(r"^USER (\d+)", text, re.M).group(1)
+    assert int(user) == 10001
+    assert "ENV" in text and "HOME=/tmp" in text  # readOnlyRootFilesystem, /tmp is an emptyDir
+
+
+# --- ingress, console, dispatcher ------------------------------------------------------
+
+
+def test_ingress_scales_and_probes_health():
+    deployment = _by_name("Deployment", "ingress")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert "livenessProbe" in container
+    port = container["ports"][0]["containerPort"]
+    assert str(port) == _config()["INGRESS_PORT"] and _config()["INGRESS_HOST"] == "0.0.0.0"
+    hpa = _by_name("HorizontalPodAutoscaler", "ingress")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "ingress"
+    assert hpa["spec"]["minReplicas"] >= 2
+    pdb = _by_name("PodDisruptionBudget", "ingress")
+    assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    service = _by_name("Service", "ingress")
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_services_and_edge_route_to_real_ports():
+    edge = _by_name("Ingress", "fte")
+    for rule in edge["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            service = _by_name("Service", backend["name"])
+            assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+            workload = _by_name("Deployment", backend["name"])
+            assert service["spec"]["selector"].items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+    console = _by_name("Deployment", "console")["spec"]["template"]["spec"]["containers"][0]
+    assert str(console["ports"][0]["containerPort"]) == _config()["CONSOLE_PORT"]
+    assert "CONSOLE_USERS" in _env(console)
+
+
+def test_dispatcher_never_runs_twice():
+    spec = _by_name("Deployment", "dispatcher")["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+
+
+def test_network_policies_default_deny_every_fte_pod():
+    policies = {p["metadata"]["name"]: p for p in _of_kind("NetworkPolicy")}
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "fte"}}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny
+    for _, doc in _documents():
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            labels = doc["spec"]["template"]["metadata"]["labels"]
+            assert labels["app.kubernetes.io/name"] == "fte", doc["metadata"]["name"]
+
+
+# --- flows: a Bytewax cluster per StatefulSet -----------------------------------------
+
+
+FLOWS = {"support-flow": list(INBOUND_BY_CHANNEL.values()), "metrics-flow": [SUPPORT_EVENTS]}
+
+
+@pytest.mark.parametrize("name", sorted(FLOWS))
+def test_flow_statefulset_is_a_consistent_bytewax_cluster(name, monkeypatch):
+    sts = _by_name("StatefulSet", name)
+    replicas = sts["spec"]["replicas"]
+    pod = sts["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    env = {k: v.get("value") for k, v in _env(container).items()}
+    headless = _by_name("Service", sts["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"]
+    port = headless["spec"]["ports"][0]["port"]
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+
+    # Peers in ordinal order, one per replica, each reachable through the headless Service.
+    addresses = env["BYTEWAX_ADDRESSES"].split(";")
+    assert addresses == [f"{name}-{i}.{name}.fte.svc.cluster.local:{port}" for i in range(replicas)]
+    assert env["BYTEWAX_STATEFULSET_NAME"] == name
+    assert _env(container)["BYTEWAX_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+    # bytewax.run's own parser derives each pod's process id and the peer list from this env.
+    for ordinal in range(replicas):
+        for key, value in env.items():
+            if key.startswith("BYTEWAX_") and value is not None:
+                monkeypatch.setenv(key, value)
+        monkeypatch.setenv("BYTEWAX_POD_NAME", f"{name}-{ordinal}")
+        monkeypatch.setattr(sys, "argv", ["bytewax.run", container["command"][3]])
+        args = bytewax.run._parse_args()
+        assert args.process_id == ordinal
+        assert args.addresses.split(";") == addresses
+        assert args.recovery_directory == Path(_config()["RECOVERY_DIR"])
+        assert args.snapshot_interval.total_seconds() == float(_config()["RECOVERY_SNAPSHOT_S"])
+        assert args.backup_interval.total_seconds() == float(_config()["RECOVERY_BACKUP_S"])
+
+    # Equal shares: every topic the flow reads splits evenly over all workers.
+    workers = replicas * int(env["BYTEWAX_WORKERS_PER_PROCESS"])
+    assert env["BYTEWAX_WORKERS_PER_PROCESS"] == _config()["FLOW_WORKERS"]
+    for topic in FLOWS[name]:
+        assert topic.partitions % workers == 0, (topic.name, workers)
+
+    # Recovery: one volume per pod, mounted where the recovery directory is, initialised
+    # by the init container with this replica count.
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert Path(env["BYTEWAX_RECOVERY_DIRECTORY"]).is_relative_to(mounts[claim["metadata"]["name"]])
+    [init] = pod["initContainers"]
+    argv = init["command"]
+    assert argv[1].endswith("flow-recovery-init.py") and argv[2] == env["BYTEWAX_RECOVERY_DIRECTORY"]
+    assert int(argv[argv.index("--replicas") + 1]) == replicas
+    assert int(argv[argv.index("--partitions") + 1]) >= workers
+
+
+def test_recovery_init_spreads_partitions_over_the_pods(tmp_path):
+    script = K8S / "flow-recovery-init.py"
+    seen = []
+    for ordinal in range(3):
+        pod_dir = tmp_path / f"pod{ordinal}"
+        subprocess.run([sys.executable, str(script), str(pod_dir), "--partitions", "4",
+                        "--replicas", "3", "--pod-name", f"support-flow-{ordinal}"], check=True)
+        seen += sorted(p.name for p in pod_dir.glob("part-*.sqlite3"))
+        assert not list(pod_dir.glob(".init-*")), "temporary directory left behind"
+    assert sorted(seen) == [f"part-{i}.sqlite3" for i in range(4)]
+    # A second start keeps what is there (that is the state to resume from).
+    before = (tmp_path / "pod0" / "part-0.sqlite3").stat().st_mtime_ns
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "pod0"), "--partitions", "4",
+                          "--replicas", "3", "--pod-name", "support-flow-0"],
+                         check=True, capture_output=True, text=True).stdout
+    assert "keeping" in out
+    assert (tmp_path / "pod0" / "part-0.sqlite3").stat().st_mtime_ns == before
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomize_renders_the_whole_set():
+    rendered = subprocess.run(["kubectl", "kustomize", str(K8S)], check=True,
+                              capture_output=True, text=True).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "StatefulSet", "Deployment",
+            "Job", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress",
+            "NetworkPolicy", "ConfigMap", "Namespace"} <= kinds
+    [scripts] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fte-flow-scripts"]
+    assert scripts["data"]["flow-recovery-init.py"] == (K8S / "flow-recovery-init.py").read_text()
