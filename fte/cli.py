@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "fte.commands.stack",
     "fte.commands.setup",
     "fte.commands.run",
+    "fte.commands.metrics",
 ]
 
 

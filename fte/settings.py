@@ -84,6 +84,11 @@ class Settings(BaseSettings):
 
     # --- SLA, business hours, alerts ----------------------------------------------------
     SLA_CONFIG_FILE: Path = REPO_ROOT / "flows" / "sla.yaml"
+    # Metrics windows: how long after an event time passes a window's end it still counts
+    # as on time (later events are merged into the stored window as late facts).
+    METRICS_ALLOWED_LATENESS_S: float = 10.0
+    METRICS_DEDUPE_TTL_S: float = 3600.0  # per-message de-duplication memory (wall clock)
+    METRICS_BATCH_SIZE: int = 1000  # Kafka messages per partition read
 
     # --- console -----------------------------------------------------------------------
     CONSOLE_PORT: int = 8501

@@ -21,7 +21,9 @@ from schema.migrate import migrate
 log = get_logger(__name__)
 
 # (name, argv after `python -m fte.cli`); each is a long-running `fte` subcommand.
-SERVICES: list[tuple[str, list[str]]] = []
+SERVICES: list[tuple[str, list[str]]] = [
+    ("metrics-flow", ["metrics-flow"]),
+]
 
 # Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
 SETUP_STEPS: list[tuple[str, list[str]]] = []

@@ -1,0 +1,227 @@
+"""The metrics dataflow: support events -> 1-minute channel windows, SLA timers, alerts.
+
+Runs in its own process (`fte metrics-flow`) so slow agent calls in the support flow never
+delay its timers. Shape:
+
+    support.events ─ parse ─┬─ invalid ──────────────────────> deadletter topic + table
+                            ├─ by ticket: SLA timers ────────> sla_events (+ breach alerts)
+                            └─ by inbound: de-duplicate ─ by channel: 1-min event-time windows
+                                   closed windows + late facts ─> metric_windows (merged)
+                                   closed windows ──────────────> rate / p95 alerts
+    health poll (lag, dead letters) ───────────────────────────> alerts
+    alerts ─> alerts table + support.alerts
+
+Windows use event time (`occurred_at`) with a wall-clock watermark: a window closes
+`lateness` after the newest event passed its end, or after the same wall time with no
+traffic at all. Events older than the watermark come out as late facts and are merged
+into the stored window (see sinks/metrics_store.py), so nothing is dropped or double counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Callable, Iterable
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
+from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
+from bytewax.outputs import Sink
+
+from flows.alerts import HealthSample, breach_alert, health_alerts, window_alerts
+from flows.metric_windows import (
+    EPOCH,
+    WINDOW,
+    Fact,
+    InboundSeen,
+    WindowUpdate,
+    add_fact,
+    empty_contents,
+    fact_time,
+    facts_for,
+    merge_contents,
+    summarize,
+    window_start_of,
+    window_start_of_id,
+)
+from flows.sla import SlaConfig, SlaLogic, SlaOutcome, is_first_response, is_ticket_opened
+from schema.events import Alert, Channel, DeadLetter, SupportEvent, describe_error, parse_event
+
+FLOW_NAME = "metrics"
+MAX_EVENT_BYTES = 64 * 1024
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- pure steps -----------------------------------------------------------------------------
+
+def parse_message(msg: KafkaSourceMessage | KafkaError, source_topic: str) -> SupportEvent | DeadLetter:
+    """A valid SupportEvent, or the dead letter saying why not."""
+    if isinstance(msg, KafkaError):
+        m = msg.msg
+        return DeadLetter.for_raw(source_topic=m.topic or source_topic, raw=m.value, key=m.key,
+                                  partition=m.partition, offset=m.offset,
+                                  reason=f"kafka error: {msg.err}")
+    where = dict(source_topic=msg.topic or source_topic, raw=msg.value, key=msg.key,
+                 partition=msg.partition, offset=msg.offset)
+    if not msg.value:
+        return DeadLetter.for_raw(reason="empty message", **where)
+    if len(msg.value) > MAX_EVENT_BYTES:
+        return DeadLetter.for_raw(reason=f"message larger than {MAX_EVENT_BYTES} bytes", **where)
+    try:
+        return parse_event(SupportEvent, msg.value)
+    except Exception as exc:  # every decoding failure becomes a dead letter with its reason
+        return DeadLetter.for_raw(reason=describe_error(exc), **where)
+
+
+def dead_letter_message(dead: DeadLetter) -> KafkaSinkMessage[bytes, bytes]:
+    return KafkaSinkMessage(key=dead.source_topic.encode(), value=dead.to_bytes())
+
+
+def alert_message(alert: Alert) -> KafkaSinkMessage[bytes, bytes]:
+    return KafkaSinkMessage(key=alert.kind.encode(), value=alert.to_bytes())
+
+
+def closed_update(item: tuple[str, tuple[int, dict]]) -> WindowUpdate:
+    channel, (window_id, contents) = item
+    return WindowUpdate(Channel(channel), window_start_of_id(window_id), contents, closed=True)
+
+
+def late_update(item: tuple[str, tuple[int, Fact]]) -> WindowUpdate:
+    channel, (_window_id, fact) = item
+    return WindowUpdate(Channel(channel), window_start_of(fact.occurred_at),
+                        {fact.key: fact.contribution}, closed=False)
+
+
+# --- stateful: de-duplication per inbound message ---------------------------------------------
+
+class DedupeLogic(StatefulLogic[SupportEvent, Fact, tuple[InboundSeen, datetime]]):
+    """Counts each event kind once per inbound message; forgotten `ttl` after the last event."""
+
+    def __init__(self, resume: tuple[InboundSeen, datetime] | None, ttl: timedelta,
+                 now_getter: Callable[[], datetime]):
+        self.seen, self.forget_at = resume or (InboundSeen(), now_getter() + ttl)
+        self.ttl = ttl
+        self.now = now_getter
+
+    def on_item(self, value: SupportEvent) -> tuple[Iterable[Fact], bool]:
+        self.seen, facts = facts_for(self.seen, value)
+        self.forget_at = self.now() + self.ttl
+        return facts, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Fact], bool]:
+        return (), StatefulLogic.DISCARD
+
+    def notify_at(self) -> datetime | None:
+        return self.forget_at
+
+    def snapshot(self) -> tuple[InboundSeen, datetime]:
+        return self.seen, self.forget_at
+
+
+# --- wiring -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MetricsSinks:
+    windows: Sink[WindowUpdate]
+    sla: Sink[SlaOutcome]
+    alerts: Sink[Alert]
+    alerts_topic: Sink[KafkaSinkMessage]
+    dead_letters: Sink[DeadLetter]
+    dead_letters_topic: Sink[KafkaSinkMessage]
+
+
+def build_flow(
+    events: Source[Any],
+    sinks: MetricsSinks,
+    config: SlaConfig,
+    *,
+    source_topic: str,
+    lateness: timedelta = timedelta(seconds=10),
+    dedupe_ttl: timedelta = timedelta(hours=1),
+    health: Source[HealthSample] | None = None,
+    now_getter: Callable[[], datetime] = _utcnow,
+) -> Dataflow:
+    """`events` yields KafkaSourceMessage / KafkaError items of the support events topic."""
+    flow = Dataflow(FLOW_NAME)
+    raw = op.input("events_in", flow, events)
+    parsed = op.map("parse", raw, lambda m: parse_message(m, source_topic))
+    valid = op.branch("is_valid", parsed, lambda x: isinstance(x, SupportEvent))
+    # DeadLetter
+    op.output("dead_letters_db", valid.falses, sinks.dead_letters)
+    op.output("dead_letters_topic", op.map("dead_letter_msg", valid.falses, dead_letter_message),
+              sinks.dead_letters_topic)
+    events_ok = valid.trues  # SupportEvent
+
+    # (ticket_id, SupportEvent) -> SlaOutcome
+    sla_in = op.filter("sla_relevant", events_ok, lambda e: is_ticket_opened(e) or is_first_response(e))
+    outcomes = op.stateful("sla_timers", op.key_on("by_ticket", sla_in, lambda e: e.ticket_id),
+                           lambda resume: SlaLogic(config, resume, now_getter))
+    outcomes = op.map("sla_outcome", outcomes, lambda kv: kv[1])
+    op.output("sla_db", outcomes, sinks.sla)
+    sla_alerts = op.filter_map("breach_alert", outcomes, lambda o: breach_alert(o, now_getter()))
+
+    # (inbound_key, SupportEvent) -> Fact, once per (kind, inbound message)
+    facts = op.stateful("dedupe", op.key_on("by_inbound", events_ok, lambda e: e.inbound_key),
+                        lambda resume: DedupeLogic(resume, dedupe_ttl, now_getter))
+    # (channel, Fact)
+    by_channel = op.key_on("by_channel", op.map("fact", facts, lambda kv: kv[1]),
+                           lambda f: f.channel.value)
+    windows = fold_window(
+        "minute_windows", by_channel,
+        EventClock(fact_time, wait_for_system_duration=lateness, now_getter=now_getter),
+        TumblingWindower(length=WINDOW, align_to=EPOCH),
+        empty_contents, add_fact, merge_contents,
+        ordered=False,  # contents merge by key, so arrival order does not matter
+    )
+    closed = op.map("closed_window", windows.down, closed_update)
+    late = op.map("late_facts", windows.late, late_update)
+    op.output("windows_db", op.merge("window_updates", closed, late), sinks.windows)
+    rate_alerts = op.flat_map(
+        "window_alerts", closed,
+        lambda u: window_alerts(summarize(u.channel, u.window_start, u.contents), config.alerts, now_getter()),
+    )
+
+    streams = [sla_alerts, rate_alerts]
+    if health is not None:
+        samples = op.input("health_in", flow, health)
+        streams.append(op.flat_map("health_alerts", samples, lambda s: health_alerts(s, config.alerts)))
+    alerts = op.merge("alerts", *streams)
+    op.output("alerts_db", alerts, sinks.alerts)
+    op.output("alerts_topic", op.map("alert_msg", alerts, alert_message), sinks.alerts_topic)
+    return flow
+
+
+def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
+    """The production wiring: Kafka in and out, Postgres sinks, the health poll."""
+    from flows.health import HealthSource
+    from schema.topics import ALERTS, DEADLETTER, SUPPORT_EVENTS, topic_name
+    from sinks.metrics_store import alert_sink, dead_letter_sink, sla_sink, window_sink
+
+    brokers = [settings.kafka_bootstrap]
+    prefix = settings.TOPIC_PREFIX
+    events_topic = topic_name(SUPPORT_EVENTS, prefix)
+    producer_config = {"enable.idempotence": "true", "acks": "all", "linger.ms": "5"}
+    sinks = MetricsSinks(
+        windows=window_sink(settings.database_url),
+        sla=sla_sink(settings.database_url),
+        alerts=alert_sink(settings.database_url),
+        alerts_topic=KafkaSink(brokers, topic_name(ALERTS, prefix), add_config=producer_config),
+        dead_letters=dead_letter_sink(settings.database_url),
+        dead_letters_topic=KafkaSink(brokers, topic_name(DEADLETTER, prefix), add_config=producer_config),
+    )
+    source = KafkaSource(brokers, [events_topic], raise_on_errors=False,
+                         batch_size=settings.METRICS_BATCH_SIZE)
+    health = HealthSource(settings.database_url, settings.kafka_bootstrap, config.alerts.health_poll)
+    return build_flow(
+        source, sinks, config,
+        source_topic=events_topic,
+        lateness=timedelta(seconds=settings.METRICS_ALLOWED_LATENESS_S),
+        dedupe_ttl=timedelta(seconds=settings.METRICS_DEDUPE_TTL_S),
+        health=health,
+    )
