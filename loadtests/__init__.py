@@ -1,0 +1,1 @@
+"""Benchmarks, load and chaos tests, and local servers speaking the channel APIs."""

@@ -1,0 +1,108 @@
+"""Requests a real customer or channel would send to the ingress, for load and chaos tests.
+
+Contracts (ingress/): POST /support/submit JSON -> 202 {ticket_id}; GET /support/ticket/{id};
+POST /webhooks/whatsapp, form-encoded Twilio fields signed with X-Twilio-Signature.
+Every sender is distinct (fictional 555 numbers, example.com mailboxes) so per-identity rate
+limits and human takeover never couple two simulated customers.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from twilio.request_validator import RequestValidator
+
+SUBMIT_PATH = "/support/submit"
+TICKET_PATH = "/support/ticket/{ticket_id}"
+WHATSAPP_PATH = "/webhooks/whatsapp"
+CATEGORIES = ("general", "technical", "billing", "feedback", "bug_report")
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+# Questions the demo knowledge base answers; replaced by Bitext questions when the data is there.
+_FALLBACK_QUESTIONS = (
+    "How can I track the order I placed last week?",
+    "What payment methods do you accept for online orders?",
+    "How do I change the shipping address on my order?",
+    "I forgot my password, how do I reset it?",
+    "How long does delivery usually take to Europe?",
+    "Can I change the size of an item after ordering?",
+    "How do I create an account on your shop?",
+    "Where can I download the invoice for my purchase?",
+    "How do I subscribe to your newsletter?",
+    "Is there a way to check the delivery options for my country?",
+)
+_BITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "bitext" / "bitext_dev.csv"
+# Intents that escalate by policy; load traffic should mostly exercise the answer path.
+_ESCALATING = {"get_refund", "contact_human_agent", "complaint"}
+
+
+def load_questions(path: Path = _BITEXT, limit: int = 2000, seed: int = 7) -> list[str]:
+    """Customer questions: a sample of Bitext's when the shared data is there, else built-in."""
+    if not path.is_file():
+        return list(_FALLBACK_QUESTIONS)
+    with path.open(newline="") as f:
+        questions = [
+            text for row in csv.DictReader(f)
+            if row.get("intent") not in _ESCALATING
+            and 10 <= len(text := (row.get("instruction") or "").strip()) <= 1000
+        ]
+    if not questions:
+        return list(_FALLBACK_QUESTIONS)
+    return random.Random(seed).sample(questions, min(limit, len(questions)))
+
+
+def unique_phone() -> str:
+    """A distinct E.164 number per call, in the fictional +1 555 range."""
+    return f"+1555{uuid.uuid4().int % 10_000_000:07d}"
+
+
+def web_submission(rng: random.Random, questions: list[str], *, with_phone: bool = False) -> dict:
+    token = uuid.uuid4().hex[:12]
+    body = {
+        "name": f"Load Tester {token[:4]}",
+        "email": f"load+{token}@example.com",
+        "subject": f"Question {token[:6]} about my order",
+        "message": rng.choice(questions),
+        "category": rng.choice(CATEGORIES),
+    }
+    if with_phone:
+        body["phone"] = unique_phone()
+    return body
+
+
+def whatsapp_form(rng: random.Random, questions: list[str], *, account_sid: str,
+                  to: str, sender: str | None = None) -> dict[str, str]:
+    """The fields Twilio posts for an inbound WhatsApp text message."""
+    return {
+        "MessageSid": f"SM{uuid.uuid4().hex}",
+        "SmsMessageSid": f"SM{uuid.uuid4().hex}",
+        "AccountSid": account_sid,
+        "From": f"whatsapp:{sender or unique_phone()}",
+        "To": to,
+        "Body": rng.choice(questions),
+        "ProfileName": "Load Tester",
+        "NumMedia": "0",
+        "NumSegments": "1",
+        "ApiVersion": "2010-04-01",
+    }
+
+
+def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
+    """X-Twilio-Signature exactly as Twilio computes it (HMAC-SHA1 over URL + sorted params)."""
+    return RequestValidator(auth_token).compute_signature(url, params)
+
+
+def webhook_url(public_base_url: str, path: str = WHATSAPP_PATH) -> str:
+    """The URL Twilio is configured to call, which the ingress validates signatures against."""
+    return public_base_url.rstrip("/") + path
+
+
+def require_loopback(url: str) -> None:
+    """Load and chaos traffic goes to this machine only."""
+    host = urlsplit(url).hostname
+    if host not in LOOPBACK_HOSTS:
+        raise SystemExit(f"refusing to send test traffic to {host!r}: only 127.0.0.1 is allowed")
