@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "fte.commands.setup",
     "fte.commands.run",
     "fte.commands.metrics",
+    "fte.commands.console",
 ]
 
 

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     METRICS_BATCH_SIZE: int = 1000  # Kafka messages per partition read
 
     # --- console -----------------------------------------------------------------------
+    CONSOLE_HOST: str | None = None  # default: 0.0.0.0 in production (a pod), else 127.0.0.1
     CONSOLE_PORT: int = 8501
     # "user:bcrypt-hash[,user2:hash2]"; `fte console hash-password` prints a hash.
     CONSOLE_USERS: str | None = None

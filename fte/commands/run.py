@@ -23,10 +23,13 @@ log = get_logger(__name__)
 # (name, argv after `python -m fte.cli`); each is a long-running `fte` subcommand.
 SERVICES: list[tuple[str, list[str]]] = [
     ("metrics-flow", ["metrics-flow"]),
+    ("console", ["console"]),
 ]
 
 # Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
-SETUP_STEPS: list[tuple[str, list[str]]] = []
+SETUP_STEPS: list[tuple[str, list[str]]] = [
+    ("console-password", ["console", "dev-password"]),
+]
 
 
 def register(subparsers) -> None:

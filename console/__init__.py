@@ -1,0 +1,1 @@
+"""The support console: a Streamlit app for support leads (`fte console`)."""

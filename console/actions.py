@@ -1,0 +1,235 @@
+"""What a support lead can change from the console. Each action records who did it.
+
+Escalation actions guard their preconditions in SQL (see schema/queries/console.py), so a
+stale page or a double click changes nothing twice. A human reply takes the same path as
+the agent's: a `Reply` in the outbox (the dispatcher delivers it, with retries and the
+channel's circuit breaker), then a `HumanReply` event on `support.replies.human`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from console import data
+from fte.kafka import produce_sync
+from fte.logs import get_logger
+from schema.events import Channel, HumanReply, Reply, ReplyKind
+from schema.queries import console as q
+from schema.topics import HUMAN_REPLIES, topic_name
+
+log = get_logger(__name__)
+
+MAX_REPLY_CHARS = 5_000
+
+
+def audit(conn, actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+    conn.execute(q.AUDIT, {"actor": actor, "action": action, "target": target,
+                           "detail": Jsonb(detail or {})})
+
+
+# --- escalations -------------------------------------------------------------------------
+def assign(escalation_id: int, user: str) -> bool:
+    with data.connection() as conn, conn.transaction():
+        done = conn.execute(q.ASSIGN_ESCALATION, {"id": escalation_id, "user": user}).fetchone()
+        if done:
+            audit(conn, user, "assign", f"escalation:{escalation_id}")
+    data.invalidate()
+    return done is not None
+
+
+def resolve(escalation_id: int, user: str, note: str = "") -> bool:
+    """Resolved: the customer's next message is answered by the agent again."""
+    with data.connection() as conn, conn.transaction():
+        done = conn.execute(q.RESOLVE_ESCALATION,
+                            {"id": escalation_id, "user": user, "note": note.strip() or None}).fetchone()
+        if done:
+            if done["ticket_id"]:
+                conn.execute(q.RESOLVE_TICKET, {"id": done["ticket_id"]})
+            audit(conn, user, "resolve", f"escalation:{escalation_id}", {"note": note.strip()})
+    data.invalidate()
+    return done is not None
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    channel: Channel
+    recipient: str
+    subject: str | None
+    metadata: dict[str, Any]
+    thread_id: str | None
+    ticket_id: str | None
+    conversation_id: int | None
+
+
+def reply_target(conn, esc: dict[str, Any]) -> ReplyTarget:
+    """The channel the customer last wrote on, and their identifier there."""
+    last = conn.execute(q.LAST_INBOUND, {"customer_id": esc["customer_id"]}).fetchone()
+    channel = Channel(last["channel"] if last else esc["channel"])
+    metadata = dict(last["metadata"] or {}) if last else {}
+    ids = conn.execute(q.IDENTIFIERS_OF, {"customer_id": esc["customer_id"]}).fetchall()
+    by_kind: dict[str, list[str]] = {}
+    for i in ids:
+        by_kind.setdefault(i["kind"], []).append(i["value"])
+    wanted = "phone" if channel is Channel.WHATSAPP else "email"
+    recipient = (metadata.get("reply_to") or metadata.get("from_address")
+                 or (by_kind.get(wanted) or by_kind.get("email") or by_kind.get("phone") or [None])[-1])
+    if not recipient:
+        raise ValueError(f"customer {esc['customer_id']} has no identifier to reply to on {channel.value}")
+    ticket_id = (last["ticket_id"] if last else None) or esc.get("ticket_id")
+    thread_id = metadata.get("thread_id") or (ticket_id if channel is Channel.WEB else None)
+    return ReplyTarget(
+        channel=channel,
+        recipient=recipient,
+        subject=last["subject"] if last else None,
+        metadata=metadata,
+        thread_id=thread_id,
+        ticket_id=ticket_id,
+        conversation_id=(last["conversation_id"] if last else None) or esc.get("conversation_id"),
+    )
+
+
+@dataclass(frozen=True)
+class HumanReplyResult:
+    reply: Reply
+    published: bool
+    error: str | None = None
+
+
+def build_human_reply(esc: dict[str, Any], target: ReplyTarget, text: str, reply_id: str) -> Reply:
+    from flows.formatting import format_reply  # the support flow's formatter: same channel style
+
+    formatted = format_reply(
+        target.channel.value,
+        text,
+        customer_name=esc.get("customer") or None,
+        inbound_subject=target.subject,
+        inbound_metadata=target.metadata,
+        previous_contact=None,
+        kind=ReplyKind.HUMAN,
+    )
+    return Reply(
+        inbound_key=f"human:{reply_id}",
+        kind=ReplyKind.HUMAN,
+        channel=target.channel,
+        customer_id=int(esc["customer_id"]),
+        conversation_id=target.conversation_id,
+        ticket_id=target.ticket_id,
+        recipient=target.recipient,
+        subject=formatted.subject,
+        body=formatted.body,
+        parts=list(formatted.parts),
+        html=formatted.html,
+        headers=dict(formatted.headers),
+        thread_id=target.thread_id,
+    )
+
+
+def reply_as_human(escalation_id: int, user: str, text: str) -> HumanReplyResult:
+    """Queue the reply in the outbox (the customer gets it even if Kafka is down), then
+    announce it on support.replies.human."""
+    text = text.strip()
+    if not text:
+        raise ValueError("the reply is empty")
+    if len(text) > MAX_REPLY_CHARS:
+        raise ValueError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
+    from sinks.outbox import enqueue_replies
+
+    reply_id = uuid.uuid4().hex
+    with data.connection() as conn, conn.transaction():
+        esc = conn.execute(q.ESCALATION, {"id": escalation_id}).fetchone()
+        if esc is None:
+            raise ValueError(f"escalation {escalation_id} does not exist")
+        target = reply_target(conn, esc)
+        reply = build_human_reply(esc, target, text, reply_id)
+        enqueue_replies(conn, [reply], escalation_id=escalation_id)
+        audit(conn, user, "human_reply", f"escalation:{escalation_id}",
+              {"reply": reply.inbound_key, "channel": reply.channel.value})
+    data.invalidate()
+    event = HumanReply(reply_id=reply_id, escalation_id=escalation_id,
+                       customer_id=int(esc["customer_id"]), author=user, body=text)
+    s = data.settings()
+    try:
+        produce_sync(data.producer(s.kafka_bootstrap), topic_name(HUMAN_REPLIES, s.TOPIC_PREFIX),
+                     event.to_bytes(), key=str(esc["customer_id"]), timeout=5)
+        return HumanReplyResult(reply, True)
+    except Exception as exc:  # the outbox row is the truth; the event is a notification
+        log.warning("console.human_reply.publish_failed", escalation_id=escalation_id, error=str(exc))
+        return HumanReplyResult(reply, False, f"{type(exc).__name__}: {exc}")
+
+
+# --- dead letters ------------------------------------------------------------------------
+def replay_dead_letter(dead_letter_id: int, user: str) -> str:
+    """Produce the raw bytes back to their source topic, once: 'replayed', 'already' or 'missing'."""
+    s = data.settings()
+    with data.connection() as conn, conn.transaction():
+        dl = conn.execute(q.DEAD_LETTER_FOR_REPLAY, {"id": dead_letter_id}).fetchone()
+        if dl is None:
+            return "missing"
+        if dl["replayed_at"] is not None:
+            return "already"
+        key = bytes(dl["msg_key"]) if dl["msg_key"] is not None else None
+        partition, offset = produce_sync(data.producer(s.kafka_bootstrap), dl["source_topic"],
+                                         bytes(dl["raw"]), key=key)
+        conn.execute(q.MARK_REPLAYED, {"id": dead_letter_id, "user": user})
+        audit(conn, user, "replay", f"dead_letter:{dead_letter_id}",
+              {"topic": dl["source_topic"], "partition": partition, "offset": offset})
+    data.invalidate()
+    return "replayed"
+
+
+def describe_raw(raw: bytes) -> tuple[str, str]:
+    """(language, text) for showing a dead letter: pretty JSON, text, or a hex dump."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "text", raw[:4096].hex(" ", 16)
+    try:
+        return "json", json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return "text", text
+
+
+# --- knowledge base ----------------------------------------------------------------------
+SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+MAX_ARTICLE_CHARS = 50_000
+
+
+def kb_save(user: str, *, slug: str, title: str, body: str, intents: list[str], tags: list[str],
+            replaces: str | None = None) -> str:
+    """Create or update an article (chunked and re-embedded by the knowledge module)."""
+    slug, title, body = slug.strip(), title.strip(), body.strip()
+    if not SLUG.match(slug):
+        raise ValueError("slug: use lower-case letters, digits and dashes, e.g. returns-policy")
+    if len(title) < 3:
+        raise ValueError("title: at least 3 characters")
+    if len(body) < 20:
+        raise ValueError("body: at least 20 characters")
+    if len(body) > MAX_ARTICLE_CHARS:
+        raise ValueError(f"body: at most {MAX_ARTICLE_CHARS} characters")
+    from flows import knowledge
+
+    s = data.settings()
+    with data.connection() as conn, conn.transaction():
+        knowledge.save_article(conn, settings=s, slug=slug, title=title, body=body,
+                               intents=intents, tags=tags, source=f"console:{user}")
+        if replaces and replaces != slug:
+            knowledge.delete_article(conn, replaces)
+        audit(conn, user, "kb_save", f"kb:{slug}", {"replaces": replaces, "chars": len(body)})
+    data.invalidate()
+    return slug
+
+
+def kb_delete(user: str, slug: str) -> int:
+    from flows import knowledge
+
+    with data.connection() as conn, conn.transaction():
+        removed = knowledge.delete_article(conn, slug)
+        audit(conn, user, "kb_delete", f"kb:{slug}", {"chunks": removed})
+    data.invalidate()
+    return int(removed or 0)

@@ -1,0 +1,78 @@
+"""Overview: today's KPIs against their targets and the last two hours of traffic, live."""
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from console import charts, data, targets
+from console.session import require_login
+
+require_login()
+st.title("Overview")
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:  # None or NaN
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@st.fragment(run_every="5s")
+def live() -> None:
+    k = data.kpis_today()
+    handled = (k.get("answered") or 0) + (k.get("escalated") or 0)
+    rate = (k.get("escalated") or 0) / handled if handled else 0.0
+    p95 = k.get("p95_first_response_s")
+    if p95 is None or p95 != p95:
+        p95 = k.get("window_p95_s")
+    sentiment = k.get("sentiment_mean")
+
+    cols = st.columns(6)
+    cols[0].metric("Messages today", f"{k.get('volume') or 0:,}", border=True)
+    cols[1].metric("Escalation rate", f"{rate:.0%}",
+                   delta=f"target ≤ {targets.escalation_rate_max():.0%}",
+                   delta_color="normal" if rate <= targets.escalation_rate_max() else "inverse",
+                   delta_arrow="off", border=True)
+    p95_ok = p95 is None or p95 != p95 or p95 <= targets.p95_first_response_max_s()
+    cols[2].metric("p95 first response", _fmt_duration(p95),
+                   delta=f"target ≤ {targets.p95_first_response_max_s():.0f} s",
+                   delta_color="normal" if p95_ok else "inverse", delta_arrow="off", border=True)
+    breaches = k.get("sla_breaches") or 0
+    cols[3].metric("SLA breaches today", breaches, delta="target 0",
+                   delta_color="normal" if breaches == 0 else "inverse", delta_arrow="off", border=True)
+    cols[4].metric("Open escalations", k.get("open_escalations") or 0,
+                   delta=f"oldest {_fmt_duration(k.get('oldest_open_s'))}" if k.get("open_escalations") else "none waiting",
+                   delta_color="off", delta_arrow="off", border=True)
+    has_sentiment = sentiment is not None and sentiment == sentiment
+    cols[5].metric("Mean sentiment", f"{sentiment:+.2f}" if has_sentiment else "–",
+                   delta=f"target ≥ {targets.SENTIMENT_MIN:+.1f}",
+                   delta_color="normal" if not has_sentiment or sentiment >= targets.SENTIMENT_MIN else "inverse",
+                   delta_arrow="off", border=True)
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.subheader("Messages a minute, last 2 hours")
+        volume = data.volume_since(2)
+        if volume.empty:
+            st.info("No metric windows yet: they appear once the metrics flow has seen traffic.")
+        else:
+            st.altair_chart(charts.volume_per_minute(volume), width="stretch")
+    with right:
+        st.subheader("Recent alerts")
+        alerts = data.recent_alerts(8)
+        if alerts.empty:
+            st.success("No alerts.")
+        else:
+            st.dataframe(alerts[["raised_at", "kind", "value", "threshold"]], hide_index=True,
+                         width="stretch",
+                         column_config={"raised_at": st.column_config.DatetimeColumn("when", format="HH:mm:ss"),
+                                        "value": st.column_config.NumberColumn(format="%.2f"),
+                                        "threshold": st.column_config.NumberColumn(format="%.2f")})
+    st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC · refreshes every 5 s · day starts 00:00 UTC")
+
+
+live()

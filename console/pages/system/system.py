@@ -1,0 +1,72 @@
+"""System: Kafka and Postgres health, consumer lag per partition, reply delivery per channel."""
+
+import streamlit as st
+
+from console import charts, data
+from console.session import require_login
+
+require_login()
+st.title("System")
+s = data.settings()
+
+
+@st.fragment(run_every="10s")
+def health() -> None:
+    kafka = data.kafka_health(s.kafka_bootstrap)
+    pg = data.postgres_health()
+    k, p = st.columns(2)
+    with k:
+        if kafka["up"]:
+            ours = {t: n for t, n in kafka["partitions"].items() if t.startswith(s.TOPIC_PREFIX)}
+            st.metric("Kafka", "up", delta=f"{len(kafka['brokers'])} broker(s) · {len(ours)} topics",
+                      delta_color="off", delta_arrow="off", border=True)
+            st.caption(f"cluster {kafka['cluster_id']} · {', '.join(kafka['brokers'])}")
+        else:
+            st.metric("Kafka", "down", delta=kafka["error"][:80], delta_color="inverse", delta_arrow="off",
+                      border=True)
+    with p:
+        if pg["up"]:
+            st.metric("Postgres", "up", delta=f"{pg['connections']} connections · "
+                      f"{pg['database_bytes'] / 1e6:.0f} MB", delta_color="off", delta_arrow="off", border=True)
+            st.caption(f"{pg['version'].split(' on ')[0]} · up {str(pg['uptime']).split('.')[0]}")
+        else:
+            st.metric("Postgres", "down", delta=pg["error"][:80], delta_color="inverse", delta_arrow="off",
+                      border=True)
+
+    st.subheader("Consumer lag per partition")
+    lag = data.consumer_lag() if kafka["up"] and pg["up"] else None
+    if lag is None or lag.empty:
+        st.info("No flow progress recorded yet.")
+    else:
+        total = int(lag["lag"].fillna(0).sum())
+        st.caption(f"High watermark minus the flow's next offset (flow_progress). Total lag {total:,}; "
+                   "red above the 100-message alert threshold.")
+        left, right = st.columns([3, 2])
+        left.altair_chart(charts.lag_per_partition(lag), width="stretch")
+        right.dataframe(lag, hide_index=True, width="stretch",
+                        column_config={"updated_at": st.column_config.DatetimeColumn("progress at", format="HH:mm:ss")})
+
+    st.subheader("Reply delivery per channel")
+    outbox = data.outbox_by_channel() if pg["up"] else None
+    if outbox is None or outbox.empty:
+        st.info("No replies in the outbox yet.")
+    else:
+        breakers = data.breaker_states()
+        if breakers is not None and not breakers.empty:
+            cols = st.columns(len(breakers))
+            for col, b in zip(cols, breakers.to_dict("records")):
+                state = b["state"]
+                col.metric(f"{b['channel']} circuit", state,
+                           delta=b.get("detail") or "", delta_arrow="off",
+                           delta_color="normal" if state == "closed" else "inverse", border=True)
+        st.altair_chart(charts.outbox_status(outbox), width="stretch")
+        st.dataframe(outbox, hide_index=True, width="stretch",
+                     column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
+                                    "last_error": st.column_config.TextColumn(width="large")})
+
+
+health()
+
+st.subheader("Recent console actions")
+st.dataframe(data.recent_audit(20), hide_index=True, width="stretch",
+             column_config={"at": st.column_config.DatetimeColumn("when", format="MMM D HH:mm:ss")})

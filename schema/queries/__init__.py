@@ -1,0 +1,1 @@
+"""Typed SQL, one module per area, as constants with bound parameters."""
