@@ -7,7 +7,6 @@ and bytewax.run's own argument parsing.
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import re
 import shutil
@@ -194,22 +193,26 @@ def test_containers_run_fte_subcommands_or_a_bytewax_flow():
                 assert command[1] in subcommands, f"{where}: `fte {command[1]}` is not a subcommand"
             else:
                 assert command[:3] == ["python", "-m", "bytewax.run"], where
-                _assert_flow_importable(command[3])
+                _assert_flow_builds(pod, container, command[3])
 
 
-def _assert_flow_importable(import_str: str) -> None:
-    """The module exists in the repo and defines a top-level `flow` (read, not imported)."""
-    module, _, attr = import_str.partition(":")
-    path = REPO.joinpath(*module.split(".")).with_suffix(".py")
-    assert path.is_file(), f"{import_str}: {path.relative_to(REPO)} does not exist"
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, (ast.Assign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {t.id for t in targets if isinstance(t, ast.Name)}
-        elif isinstance(node, ast.FunctionDef):
-            names.add(node.name)
-    assert (attr or "flow").split("(")[0] in names, f"{import_str}: no top-level {attr or 'flow'}"
+def _assert_flow_builds(pod: dict, container: dict, import_str: str) -> None:
+    """The entry file is shipped in the scripts ConfigMap, mounted, and builds a Dataflow."""
+    from bytewax.dataflow import Dataflow
+
+    path, _, call = import_str.partition(":")
+    mount_dir, file = path.rsplit("/", 1)
+    [generator] = [g for g in _kustomization()["configMapGenerator"] if g["name"] == "fte-flow-scripts"]
+    assert file in generator["files"], f"{file} is not in the fte-flow-scripts ConfigMap"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == mount_dir]
+    assert volumes[mount["name"]]["configMap"]["name"] == "fte-flow-scripts"
+    assert re.fullmatch(r"[a-z_]+\(\)", call), f"{import_str}: expected a no-argument factory"
+    spec = importlib.util.spec_from_file_location("flow_entry", K8S / file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flow = getattr(module, call[:-2])()
+    assert isinstance(flow, Dataflow), import_str
 
 
 def test_workloads_are_locked_down_and_sized():
