@@ -37,7 +37,7 @@ def resource_name(name: str) -> str:
 def kafka_topic(topic: Topic, prefix: str = "") -> dict:
     name = topic_name(topic, prefix)
     return {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
         "metadata": {
             "name": resource_name(name),

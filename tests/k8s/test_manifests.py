@@ -8,6 +8,7 @@ and bytewax.run's own argument parsing.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -26,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 SECRET_SETTINGS = {"TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "CONSOLE_USERS", "DATABASE_URL"}
 CLUSTER_SCOPED = {"Namespace"}
+CUSTOM_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io"}
+KUBERNETES_VERSION = "1.33.0"
 
 
 def _load_render_topics():
@@ -109,8 +112,9 @@ def test_topic_resources_match_the_topic_table():
 
 def test_kafka_is_kraft_with_a_node_pool_and_no_auto_created_topics():
     kafka = _by_name("Kafka", "fte-kafka")
-    assert "zookeeper" not in kafka["spec"]
-    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    # The v1 API is KRaft-only; nodes, roles and storage come from the node pool.
+    assert kafka["apiVersion"] == "kafka.strimzi.io/v1"
+    assert "zookeeper" not in kafka["spec"] and "replicas" not in kafka["spec"]["kafka"]
     [pool] = _of_kind("KafkaNodePool")
     assert set(pool["spec"]["roles"]) == {"controller", "broker"}
     assert pool["metadata"]["labels"]["strimzi.io/cluster"] == "fte-kafka"
@@ -240,6 +244,58 @@ def test_dockerfile_builds_the_image_the_manifests_run():
     user = re.search(r"^USER (\d+)", text, re.M).group(1)
     assert int(user) == 10001
     assert "ENV" in text and "HOME=/tmp" in text  # readOnlyRootFilesystem, /tmp is an emptyDir
+
+
+def test_core_resources_match_the_kubernetes_api_schema():
+    """Strict: an unknown or misspelt field fails, as `kubectl apply --validate=strict` would."""
+    import kubernetes_validate
+
+    checked = 0
+    for name, doc in _documents():
+        try:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            checked += 1
+        except kubernetes_validate.SchemaNotFoundError:
+            assert doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS, (name, doc["kind"])
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{name} {doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
+    assert checked >= 20
+
+
+@pytest.mark.skipif(not os.environ.get("FTE_K8S_CRD_DIR"),
+                    reason="set FTE_K8S_CRD_DIR to a folder of the operators' CRD YAML files")
+def test_custom_resources_match_the_operator_crds():
+    """Strimzi and CloudNativePG resources against the CRDs of the installed operators."""
+    import jsonschema
+
+    schemas = {}
+    for path in Path(os.environ["FTE_K8S_CRD_DIR"]).glob("*.yaml"):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if crd and crd.get("kind") == "CustomResourceDefinition":
+                for version in crd["spec"]["versions"]:
+                    key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
+                    schemas[key] = _closed(version["schema"]["openAPIV3Schema"])
+    for name, doc in _documents():
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            schema = schemas[(doc["apiVersion"], doc["kind"])]
+            schema["properties"]["metadata"] = {"type": "object"}
+            errors = [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+            assert not errors, (name, doc["metadata"]["name"], errors)
+
+
+def _closed(schema):
+    """Reject unknown fields, as the API server prunes or refuses them."""
+    if isinstance(schema, dict):
+        if (schema.get("type") == "object" and "properties" in schema
+                and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            _closed(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _closed(value)
+    return schema
 
 
 # --- ingress, console, dispatcher ------------------------------------------------------
