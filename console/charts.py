@@ -6,6 +6,9 @@ import altair as alt
 import pandas as pd
 
 CHANNEL_COLORS = alt.Scale(domain=["email", "whatsapp", "web"], range=["#4C78A8", "#25A366", "#F58518"])
+# Times are stored and shown in UTC, whatever the viewer's browser zone.
+TIME_X = alt.X("window_start:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%H:%M"))
+# A legend above the plot collapses band (nominal) axes inside Streamlit: only temporal charts use it.
 CHANNEL_COLOR = alt.Color("channel:N", scale=CHANNEL_COLORS, legend=alt.Legend(orient="top", title=None))
 
 
@@ -15,7 +18,8 @@ def volume_per_minute(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(df, height=220)
         .mark_bar()
         .encode(
-            x=alt.X("window_start:T", title=None),
+            x=alt.X("utcyearmonthdatehoursminutes(window_start):T", title=None,
+                    axis=alt.Axis(format="%H:%M")),
             y=alt.Y("sum(received):Q", title="messages / min"),
             color=CHANNEL_COLOR,
             tooltip=["channel", alt.Tooltip("window_start:T", format="%H:%M"), "received", "replied", "escalated"],
@@ -23,38 +27,51 @@ def volume_per_minute(df: pd.DataFrame) -> alt.Chart:
     )
 
 
-def p95_with_targets(df: pd.DataFrame, targets: pd.DataFrame, alert_s: float) -> alt.Chart:
-    """p95 first response per channel over time (log seconds), the channel's SLA target as a
-    red rule and the latency alert threshold as a dashed rule, one row per channel."""
-    data = df.assign(p95_s=df["first_response_p95_ms"] / 1000.0).merge(targets, on="channel", how="left")
-    base = alt.Chart(data)
-    y = alt.Y("p95_s:Q", title="p95 first response (s)", scale=alt.Scale(type="log"))
-    line = base.mark_line(point=True).encode(
-        x=alt.X("window_start:T", title=None), y=y, color=CHANNEL_COLOR,
-        tooltip=["channel", alt.Tooltip("window_start:T", format="%H:%M"),
+def p95_with_target(df: pd.DataFrame, channel: str, target_s: float, alert_s: float) -> alt.LayerChart:
+    """One channel's p95 first response over time (log seconds) under its SLA target (red)
+    and the latency alert threshold (dashed orange), each labelled."""
+    data = df[df["channel"] == channel].assign(p95_s=lambda d: d["first_response_p95_ms"] / 1000.0)
+    low = min([0.1, *data["p95_s"].tolist()])
+    y = alt.Y("p95_s:Q", title="p95 first response (s)",
+              scale=alt.Scale(type="log", domain=[low, target_s * 3]))
+    line = alt.Chart(data).mark_line(point=True, color=CHANNEL_COLORS.range[CHANNEL_COLORS.domain.index(channel)]).encode(
+        x=TIME_X, y=y,
+        tooltip=[alt.Tooltip("window_start:T", format="%H:%M", title="minute (UTC)"),
                  alt.Tooltip("p95_s:Q", format=".2f", title="p95 s"), "replied"],
     )
-    target = base.mark_rule(color="#D62728", strokeWidth=2).encode(
-        y=alt.Y("mean(target_s):Q"), tooltip=[alt.Tooltip("mean(target_s):Q", title="SLA target s")])
-    alert = base.mark_rule(color="#FF7F0E", strokeDash=[6, 4]).encode(y=alt.datum(alert_s))
-    return (
-        alt.layer(line, target, alert)
-        .properties(height=160, width="container")
-        .facet(row=alt.Row("channel:N", title=None, header=alt.Header(labelFontSize=14, labelFontWeight="bold")))
-        .resolve_scale(y="independent")
+    rules = pd.DataFrame([{"y": target_s, "label": f"SLA {duration(target_s)}", "kind": "sla"},
+                          {"y": alert_s, "label": f"alert {duration(alert_s)}", "kind": "alert"}])
+    rule = alt.Chart(rules).mark_rule(strokeWidth=2).encode(
+        y="y:Q",
+        color=alt.Color("kind:N", scale=alt.Scale(domain=["sla", "alert"], range=["#D62728", "#FF7F0E"]), legend=None),
+        strokeDash=alt.StrokeDash("kind:N", scale=alt.Scale(domain=["sla", "alert"], range=[[1, 0], [6, 4]]), legend=None),
     )
+    label = alt.Chart(rules).mark_text(align="left", dx=4, dy=-7, fontSize=11).encode(
+        y="y:Q", x=alt.value(0), text="label:N",
+        color=alt.Color("kind:N", scale=alt.Scale(domain=["sla", "alert"], range=["#D62728", "#FF7F0E"]), legend=None),
+    )
+    return alt.layer(line, rule, label).properties(height=260, title=channel)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
 
 
 def sla_outcomes(df: pd.DataFrame) -> alt.Chart:
-    """Met vs breached first responses per channel."""
+    """Tickets that met vs breached their first-response target, per channel."""
     return (
-        alt.Chart(df, height=160)
+        alt.Chart(df, height=220)
         .mark_bar()
         .encode(
-            y=alt.Y("channel:N", title=None),
-            x=alt.X("n:Q", title="tickets", stack="zero"),
+            x=alt.X("channel:N", title=None, axis=alt.Axis(labelAngle=0, labelFontSize=13)),
+            xOffset=alt.XOffset("kind:N", sort=["met", "breach"]),
+            y=alt.Y("n:Q", title="tickets", axis=alt.Axis(tickMinStep=1)),
             color=alt.Color("kind:N", scale=alt.Scale(domain=["met", "breach"], range=["#59A14F", "#D62728"]),
-                            legend=alt.Legend(orient="top", title=None)),
+                            legend=alt.Legend(title=None)),
             tooltip=["channel", "kind", "n"],
         )
     )
@@ -67,11 +84,11 @@ def timeline(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(data, height=150)
         .mark_point(filled=True, size=120)
         .encode(
-            x=alt.X("occurred_at:T", title=None),
+            x=alt.X("occurred_at:T", title=None, scale=alt.Scale(type="utc")),
             y=alt.Y("channel:N", title=None, sort=["email", "whatsapp", "web"]),
-            color=CHANNEL_COLOR,
+            color=alt.Color("channel:N", scale=CHANNEL_COLORS, legend=None),
             shape=alt.Shape("direction:N", scale=alt.Scale(domain=["inbound", "outbound"], range=["circle", "triangle-right"]),
-                            legend=alt.Legend(orient="top", title=None)),
+                            legend=alt.Legend(title=None)),
             tooltip=[alt.Tooltip("occurred_at:T", format="%Y-%m-%d %H:%M"), "channel", "author", "preview"],
         )
     )
@@ -115,7 +132,7 @@ def outbox_status(df: pd.DataFrame) -> alt.Chart:
             color=alt.Color("status:N", scale=alt.Scale(
                 domain=["sent", "pending", "sending", "parked", "failed"],
                 range=["#59A14F", "#9ECAE9", "#4C78A8", "#F28E2B", "#D62728"]),
-                legend=alt.Legend(orient="top", title=None)),
+                legend=alt.Legend(title=None)),
             tooltip=["channel", "status", "n"],
         )
     )

@@ -6,13 +6,13 @@ from console_apptest import frame_with, open_page, texts
 def test_sla_page_charts_p95_per_channel_and_lists_breaches(console_env):
     at = open_page("sla")
     shown = texts(at)
-    assert "whatsapp first-response target" in [m.label for m in at.metric]
-    assert {m.label: m.value for m in at.metric}["whatsapp first-response target"] == "5 min"
-    assert len(at.get("vega_lite_chart")) == 2  # p95 over time + met vs breached
+    whatsapp = {m.label: m for m in at.metric}["whatsapp · latest p95 first response"]
+    assert (whatsapp.value, whatsapp.delta) == ("4.2 s", "SLA 5 min")
+    assert len(at.get("vega_lite_chart")) == 4  # p95 per channel (3) + met vs breached
     breaches = at.dataframe[0].value
     assert breaches["ticket_id"].tolist() == ["T-grace-1"]
     assert breaches["customer"].tolist() == ["Grace Hopper"]
-    assert "Red line" in shown
+    assert "Red: the channel's first-response SLA" in shown
 
 
 def test_customer_search_by_phone_finds_identifiers_merges_and_timeline(console_env):

@@ -41,8 +41,12 @@ def health() -> None:
         total = int(lag["lag"].fillna(0).sum())
         st.caption(f"High watermark minus the flow's next offset (flow_progress). Total lag {total:,}; "
                    "red above the 100-message alert threshold.")
-        left, right = st.columns([3, 2])
-        left.altair_chart(charts.lag_per_partition(lag), width="stretch")
+        left, right = st.columns([2, 3])
+        if total:
+            shown = lag.assign(topic=lag["topic"].str.removeprefix(s.TOPIC_PREFIX))
+            left.altair_chart(charts.lag_per_partition(shown), width="stretch")
+        else:
+            left.success("Every flow is caught up with its topics.")
         right.dataframe(lag, hide_index=True, width="stretch",
                         column_config={"updated_at": st.column_config.DatetimeColumn("progress at", format="HH:mm:ss")})
 
