@@ -84,7 +84,7 @@ def timeline(df: pd.DataFrame) -> alt.Chart:
         alt.Chart(data, height=150)
         .mark_point(filled=True, size=120)
         .encode(
-            x=alt.X("occurred_at:T", title=None, scale=alt.Scale(type="utc")),
+            x=alt.X("occurred_at:T", title=None, scale=alt.Scale(type="utc"), axis=alt.Axis(format="%d %b %H:%M")),
             y=alt.Y("channel:N", title=None, sort=["email", "whatsapp", "web"]),
             color=alt.Color("channel:N", scale=CHANNEL_COLORS, legend=None),
             shape=alt.Shape("direction:N", scale=alt.Scale(domain=["inbound", "outbound"], range=["circle", "triangle-right"]),

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "fte.commands.run",
     "fte.commands.metrics",
     "fte.commands.console",
+    "fte.commands.demo",
 ]
 
 

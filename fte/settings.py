@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     # "user:bcrypt-hash[,user2:hash2]"; `fte console hash-password` prints a hash.
     CONSOLE_USERS: str | None = None
     CONSOLE_DEV_PASSWORD: SecretStr | None = None  # development only: user "lead"
+    # Messages a second `fte up` sends through the ingress in development (0: none).
+    DEMO_TRAFFIC_RATE: float = 0.2
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "Settings":

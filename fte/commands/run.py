@@ -24,6 +24,7 @@ log = get_logger(__name__)
 SERVICES: list[tuple[str, list[str]]] = [
     ("metrics-flow", ["metrics-flow"]),
     ("console", ["console"]),
+    ("demo-traffic", ["demo", "traffic", "--service"]),  # development only; DEMO_TRAFFIC_RATE
 ]
 
 # Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
