@@ -205,17 +205,16 @@ SELECT id, status, reason, channel, created_at, assigned_to, resolved_by, resolv
 
 # --- knowledge base --------------------------------------------------------------------
 KB_ARTICLES = """
-SELECT slug, min(title) AS title, count(*) AS chunks,
-       (array_agg(intents ORDER BY chunk_index))[1] AS intents,
-       (array_agg(tags ORDER BY chunk_index))[1] AS tags,
-       max(updated_at) AS updated_at,
-       bool_and(embedding IS NOT NULL) AS embedded
-  FROM knowledge_base
+SELECT kb.slug, first.title, count(*) AS chunks, first.intents, first.tags,
+       max(kb.updated_at) AS updated_at, bool_and(kb.embedding IS NOT NULL) AS embedded
+  FROM knowledge_base kb
+  JOIN knowledge_base first ON first.slug = kb.slug
+       AND first.chunk_index = (SELECT min(chunk_index) FROM knowledge_base WHERE slug = kb.slug)
  WHERE %(query)s = ''
-    OR tsv @@ websearch_to_tsquery('english', %(query)s)
-    OR slug ILIKE %(like)s OR title ILIKE %(like)s
- GROUP BY slug
- ORDER BY max(ts_rank(tsv, websearch_to_tsquery('english', %(query)s))) DESC, slug
+    OR kb.tsv @@ websearch_to_tsquery('english', %(query)s)
+    OR kb.slug ILIKE %(like)s OR kb.title ILIKE %(like)s
+ GROUP BY kb.slug, first.title, first.intents, first.tags
+ ORDER BY max(ts_rank(kb.tsv, websearch_to_tsquery('english', %(query)s))) DESC, kb.slug
  LIMIT 200
 """
 

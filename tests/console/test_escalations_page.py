@@ -59,3 +59,45 @@ def test_resolve_hands_the_customer_back_to_the_agent(console_env, db):
     assert at.dataframe[0].value["id"].tolist() == [1]
     assert db.execute("SELECT count(*) FROM escalations WHERE customer_id = 2 "
                       "AND status IN ('open', 'assigned')").fetchone() == (0,)
+
+
+def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, db):
+    import pytest
+
+    pytest.importorskip("flows.formatting", reason="the channel formatter is not in the tree yet")
+    pytest.importorskip("sinks.outbox", reason="the reply outbox is not in the tree yet")
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schema.events import HumanReply, parse_event
+
+    at = open_page("escalations", user="ana")
+    at.selectbox(key="esc_selected").select(1).run()  # Ada: last wrote on WhatsApp
+    at.text_area(key="esc_reply_text").input("Hi Ada, I have refunded order 1234 today.")
+    at.button(key="esc_reply_send").click().run()
+    assert not at.exception, at.exception
+    assert "Reply queued for whatsapp" in texts(at)
+    assert at.text_area(key="esc_reply_text").value == ""
+
+    outbox = db.execute("SELECT inbound_key, kind, channel, recipient, body, escalation_id, customer_id "
+                        "FROM reply_outbox WHERE kind = 'human'").fetchall()
+    assert len(outbox) == 1
+    key, kind, channel, recipient, body, escalation_id, customer_id = outbox[0]
+    assert key.startswith("human:") and (channel, escalation_id, customer_id) == ("whatsapp", 1, 1)
+    assert "+15550100100" in recipient and "refunded order 1234" in body
+    sent = db.execute("SELECT author, direction, channel FROM messages WHERE in_reply_to = %s "
+                      "OR channel_message_id LIKE %s", (key, f"%{key.split(':', 1)[1]}%")).fetchall()
+    assert ("human", "outbound", "whatsapp") in sent
+
+    topic = console_env["topic_prefix"] + "support.replies.human"
+    consumer = Consumer({"bootstrap.servers": console_env["kafka_bootstrap"], "group.id": "t-human",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
+    msg = None
+    for _ in range(20):
+        msg = consumer.poll(1)
+        if msg is not None and not msg.error():
+            break
+    consumer.close()
+    event = parse_event(HumanReply, msg.value())
+    assert (event.escalation_id, event.customer_id, event.author) == (1, 1, "ana")
+    assert msg.key() == b"1" and key == f"human:{event.reply_id}"

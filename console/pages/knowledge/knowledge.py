@@ -33,7 +33,7 @@ def _on_delete(slug: str) -> None:
     st.session_state["kb_selected"] = NEW
 
 
-NEW = "➕ New article"
+NEW = "New article…"
 
 if flash := st.session_state.pop("kb_flash", None):
     getattr(st, flash[0])(flash[1])
@@ -44,7 +44,7 @@ with articles_tab:
     query = st.text_input("Search articles", key="kb_query", placeholder="refund, delivery, password…")
     articles = data.kb_articles(query)
     st.caption(f"{len(articles)} article(s)" + (" matching" if query.strip() else ""))
-    st.dataframe(articles, hide_index=True, width="stretch", height=260,
+    st.dataframe(articles, hide_index=True, width="stretch",
                  column_config={"updated_at": st.column_config.DatetimeColumn("updated", format="MMM D HH:mm"),
                                 "embedded": st.column_config.CheckboxColumn("embedded")})
 
