@@ -14,10 +14,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import KafkaException
 from psycopg.types.json import Jsonb
 
 from console import data
-from fte.kafka import produce_sync
+from fte.kafka import DeliveryFailed, produce_sync
 from fte.logs import get_logger
 from schema.events import Channel, HumanReply, Reply, ReplyKind
 from schema.queries import console as q
@@ -158,7 +159,7 @@ def reply_as_human(escalation_id: int, user: str, text: str) -> HumanReplyResult
         produce_sync(data.producer(s.kafka_bootstrap), topic_name(HUMAN_REPLIES, s.TOPIC_PREFIX),
                      event.to_bytes(), key=str(esc["customer_id"]), timeout=5)
         return HumanReplyResult(reply, True)
-    except Exception as exc:  # the outbox row is the truth; the event is a notification
+    except (DeliveryFailed, KafkaException, BufferError) as exc:  # the outbox row is the truth
         log.warning("console.human_reply.publish_failed", escalation_id=escalation_id, error=str(exc))
         return HumanReplyResult(reply, False, f"{type(exc).__name__}: {exc}")
 

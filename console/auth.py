@@ -53,7 +53,7 @@ def ensure_dev_password(settings: Settings) -> tuple[str, bool]:
     path = dev_password_file(settings)
     if path.exists():
         return path.read_text().strip(), False
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     password = secrets.token_urlsafe(15)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:

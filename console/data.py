@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
+import psycopg
 import streamlit as st
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from fte.kafka import idempotent_producer
@@ -211,7 +212,7 @@ def dead_letters_by_reason() -> pd.DataFrame:
 def postgres_health() -> dict[str, Any]:
     try:
         return {"up": True, **(row(q.POSTGRES_HEALTH) or {})}
-    except Exception as exc:  # the page reports it rather than failing
+    except psycopg.Error as exc:  # the page reports it rather than failing
         return {"up": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
@@ -219,7 +220,7 @@ def postgres_health() -> dict[str, Any]:
 def kafka_health(bootstrap: str) -> dict[str, Any]:
     try:
         meta = _admin(bootstrap).list_topics(timeout=3)
-    except Exception as exc:
+    except KafkaException as exc:
         return {"up": False, "error": f"{type(exc).__name__}: {exc}"}
     return {
         "up": True,
@@ -245,7 +246,7 @@ def high_watermarks(bootstrap: str, partitions: tuple[tuple[str, int], ...]) -> 
             _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition),
                                                         timeout=3, cached=False)
             marks[(topic, partition)] = high
-        except Exception:
+        except KafkaException:
             marks[(topic, partition)] = None
     return marks
 
@@ -287,6 +288,6 @@ def recent_audit(limit: int = 20) -> pd.DataFrame:
     return frame(q.RECENT_AUDIT, limit=limit)
 
 
-def breaker_states():
+def breaker_states() -> pd.DataFrame | None:
     """Circuit-breaker state per channel as the dispatcher persisted it, or None if it does not."""
     return None

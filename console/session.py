@@ -36,7 +36,7 @@ def users() -> dict[str, bytes]:
 def oidc_configured() -> bool:
     try:
         return "auth" in st.secrets
-    except Exception:  # no secrets file at all
+    except Exception:  # noqa: BLE001 -- no secrets file at all raises; then there is no OIDC
         return False
 
 
@@ -76,15 +76,20 @@ def login_form() -> None:
         username = st.text_input("User", key="login_user")
         password = st.text_input("Password", type="password", key="login_password")
         submitted = st.form_submit_button("Log in", type="primary")
-    if not users():
+    try:
+        known = users()
+    except ValueError as exc:  # a malformed CONSOLE_USERS: say which entry, never the hash
+        st.error(str(exc))
+        return
+    if not known:
         st.info("No console users are configured: set CONSOLE_USERS "
                 "(hashes from `fte console hash-password`).")
     if not submitted:
         return
     if len(recent) >= MAX_FAILURES:
-        st.error(f"Too many failed attempts; try again in a minute.")
+        st.error("Too many failed attempts; try again in a minute.")
         return
-    if auth.verify(users(), username, password):
+    if auth.verify(known, username, password):
         st.session_state[USER_KEY] = username.strip()
         st.session_state.pop(_FAILURES_KEY, None)
         st.rerun()

@@ -3,7 +3,6 @@ the console's settings pointed at it (and at a topic set of its own)."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import DEV_PASSWORD, REPO
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -1,7 +1,6 @@
 """Knowledge base page: search, usage, and editing through the knowledge module."""
 
 import pytest
-
 from console_apptest import frame_with, open_page, texts
 
 

@@ -1,11 +1,11 @@
 """No customer data without login; the password form and users from the environment."""
 
 import pytest
+from conftest import DEV_PASSWORD
+from console_apptest import APP, PAGES, texts
 from streamlit.testing.v1 import AppTest
 
 from console import auth
-from console_apptest import APP, PAGES, texts
-from conftest import DEV_PASSWORD
 
 
 def _anonymous(at: AppTest) -> str:

@@ -1,9 +1,11 @@
 """Dead letters: what could not be processed and why; inspect the raw bytes; replay."""
 
 import streamlit as st
+from confluent_kafka import KafkaException
 
 from console import actions, data
 from console.session import require_login
+from fte.kafka import DeliveryFailed
 
 user = require_login()
 st.title("Dead letters")
@@ -12,7 +14,7 @@ st.title("Dead letters")
 def _on_replay(dead_letter_id: int) -> None:
     try:
         outcome = actions.replay_dead_letter(dead_letter_id, user)
-    except Exception as exc:  # Kafka down: say so, nothing was marked
+    except (DeliveryFailed, KafkaException, BufferError) as exc:  # Kafka down: nothing was marked
         st.session_state["dl_flash"] = ("error", f"Replay failed: {type(exc).__name__}: {exc}")
         return
     st.session_state["dl_flash"] = {

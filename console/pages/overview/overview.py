@@ -12,7 +12,7 @@ st.title("Overview")
 
 
 def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:  # None or NaN
+    if seconds is None:
         return "–"
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -26,8 +26,9 @@ def live() -> None:
     k = data.kpis_today()
     handled = (k.get("answered") or 0) + (k.get("escalated") or 0)
     rate = (k.get("escalated") or 0) / handled if handled else 0.0
+    # Tickets' first responses; the metrics windows' p95 until tickets have any.
     p95 = k.get("p95_first_response_s")
-    if p95 is None or p95 != p95:
+    if p95 is None:
         p95 = k.get("window_p95_s")
     sentiment = k.get("sentiment_mean")
 
@@ -37,7 +38,7 @@ def live() -> None:
                    delta=f"target ≤ {targets.escalation_rate_max():.0%}",
                    delta_color="normal" if rate <= targets.escalation_rate_max() else "inverse",
                    delta_arrow="off", border=True)
-    p95_ok = p95 is None or p95 != p95 or p95 <= targets.p95_first_response_max_s()
+    p95_ok = p95 is None or p95 <= targets.p95_first_response_max_s()
     cols[2].metric("p95 first response", _fmt_duration(p95),
                    delta=f"target ≤ {targets.p95_first_response_max_s():.0f} s",
                    delta_color="normal" if p95_ok else "inverse", delta_arrow="off", border=True)
@@ -47,7 +48,7 @@ def live() -> None:
     cols[4].metric("Open escalations", k.get("open_escalations") or 0,
                    delta=f"oldest {_fmt_duration(k.get('oldest_open_s'))}" if k.get("open_escalations") else "none waiting",
                    delta_color="off", delta_arrow="off", border=True)
-    has_sentiment = sentiment is not None and sentiment == sentiment
+    has_sentiment = sentiment is not None
     cols[5].metric("Mean sentiment", f"{sentiment:+.2f}" if has_sentiment else "–",
                    delta=f"target ≥ {targets.SENTIMENT_MIN:+.1f}",
                    delta_color="normal" if not has_sentiment or sentiment >= targets.SENTIMENT_MIN else "inverse",
