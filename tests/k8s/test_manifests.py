@@ -134,6 +134,17 @@ def test_postgres_cluster_has_pgvector():
     assert f"{cluster['metadata']['name']}-app" == "fte-pg-app"
 
 
+def test_every_extension_the_migrations_need_exists_before_they_run():
+    """`fte migrate` runs as the database owner, not a superuser: extensions come from bootstrap."""
+    [cluster] = _of_kind("Cluster")
+    bootstrap_sql = " ".join(cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"])
+    created = set(re.findall(r"CREATE EXTENSION IF NOT EXISTS (\w+)", bootstrap_sql, re.I))
+    needed = set()
+    for migration in sorted((REPO / "schema" / "migrations").glob("*.sql")):
+        needed |= set(re.findall(r"CREATE EXTENSION(?: IF NOT EXISTS)? \"?(\w+)", migration.read_text(), re.I))
+    assert needed and needed <= created, needed - created
+
+
 # --- structure -----------------------------------------------------------------------
 
 
