@@ -8,6 +8,7 @@ channel's circuit breaker), then a `HumanReply` event on `support.replies.human`
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import uuid
@@ -27,6 +28,21 @@ from schema.topics import HUMAN_REPLIES, topic_name
 log = get_logger(__name__)
 
 MAX_REPLY_CHARS = 5_000
+
+
+def missing_modules(*names: str) -> list[str]:
+    """Which of the modules an action needs cannot be imported (shown instead of a crash)."""
+    missing = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+REPLY_MODULES = ("flows.formatting", "sinks.outbox")
+KB_MODULES = ("flows.knowledge",)
 
 
 def audit(conn, actor: str, action: str, target: str, detail: dict[str, Any] | None = None) -> None:

@@ -29,13 +29,24 @@ def test_choosing_an_article_loads_it_into_the_editor(console_env):
 
 
 def test_save_validates_before_touching_the_knowledge_base(console_env, db):
-    at = open_page("knowledge")
-    at.text_input(key="kb_slug").input("Bad Slug!")
-    at.text_input(key="kb_title").input("Gift wrapping")
-    at.text_area(key="kb_body").input("We wrap gifts for a small fee at checkout.")
-    at.button(key="kb_save").click().run()
-    assert any("slug:" in e.value for e in at.error)
+    from console import actions
+
+    for bad, field in [({"slug": "Bad Slug!"}, "slug:"), ({"title": "x"}, "title:"), ({"body": "short"}, "body:")]:
+        article = {"slug": "gift-wrapping", "title": "Gift wrapping",
+                   "body": "We wrap gifts for a small fee at checkout.", "intents": [], "tags": [], **bad}
+        with pytest.raises(ValueError, match=field):
+            actions.kb_save("ana", **article)
     assert db.execute("SELECT count(*) FROM knowledge_base").fetchone() == (2,)
+    assert db.execute("SELECT count(*) FROM console_audit").fetchone() == (0,)
+
+
+def test_editing_is_offered_only_when_the_knowledge_module_is_there(console_env):
+    from console import actions
+
+    at = open_page("knowledge")
+    missing = actions.missing_modules(*actions.KB_MODULES)
+    assert at.button(key="kb_save").disabled == bool(missing)
+    assert any("knowledge module" in w.value for w in at.warning) == bool(missing)
 
 
 def test_add_edit_and_delete_an_article_reembeds_it(console_env, db):

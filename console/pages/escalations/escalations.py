@@ -135,6 +135,8 @@ with side:
               args=(int(esc["id"]),), disabled=not active, icon=":material/task_alt:", width="stretch")
 
     st.markdown("##### Reply as a human")
+    if missing := actions.missing_modules(*actions.REPLY_MODULES):
+        st.warning(f"The reply path is not installed here ({', '.join(missing)} missing).")
     try:
         with data.connection() as conn:
             target = actions.reply_target(conn, esc)
@@ -147,4 +149,5 @@ with side:
     st.text_area("Reply", key="esc_reply_text", height=160, max_chars=actions.MAX_REPLY_CHARS,
                  placeholder="Write to the customer…", label_visibility="collapsed")
     st.button("Send reply", key="esc_reply_send", type="primary", on_click=_on_reply,
-              args=(int(esc["id"]),), disabled=not can_reply, icon=":material/send:", width="stretch")
+              args=(int(esc["id"]),), disabled=not can_reply or bool(missing), icon=":material/send:",
+              width="stretch")

@@ -67,6 +67,9 @@ with articles_tab:
             st.session_state[f"kb_{field}"] = value
         st.session_state["kb_loaded"] = chosen
 
+    missing = actions.missing_modules(*actions.KB_MODULES)
+    if missing:
+        st.warning(f"Editing needs the knowledge module ({', '.join(missing)} missing).")
     with st.container(border=True):
         a, b = st.columns([1, 2])
         a.text_input("Slug", key="kb_slug", help="lower-case words joined by dashes")
@@ -77,11 +80,11 @@ with articles_tab:
         d.text_input("Tags", key="kb_tags", help="comma separated")
         save, delete, _ = st.columns([1, 1, 3])
         save.button("Save and re-embed", key="kb_save", type="primary", on_click=_on_save,
-                    args=(original,), icon=":material/save:")
+                    args=(original,), icon=":material/save:", disabled=bool(missing))
         if original:
             confirm = st.checkbox(f"Yes, delete “{original}”", key="kb_confirm_delete")
             delete.button("Delete", key="kb_delete", on_click=_on_delete, args=(original,),
-                          disabled=not confirm, icon=":material/delete:")
+                          disabled=not confirm or bool(missing), icon=":material/delete:")
 
 with usage_tab:
     days = st.segmented_control("Range", [1, 7, 30], default=7, format_func=lambda d: f"{d} day(s)",
