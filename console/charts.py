@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import altair as alt
 import pandas as pd
 
@@ -12,19 +14,40 @@ TIME_X = alt.X("window_start:T", title=None, scale=alt.Scale(type="utc"), axis=a
 CHANNEL_COLOR = alt.Color("channel:N", scale=CHANNEL_COLORS, legend=alt.Legend(orient="top", title=None))
 
 
-def volume_per_minute(df: pd.DataFrame) -> alt.Chart:
-    """Stacked bars: messages received a minute, per channel."""
+def volume_per_minute(df: pd.DataFrame, start: datetime, end: datetime) -> alt.Chart:
+    """Stacked bars: messages received a minute, per channel, over the whole range."""
     return (
         alt.Chart(df, height=220)
         .mark_bar()
         .encode(
             x=alt.X("utcyearmonthdatehoursminutes(window_start):T", title=None,
-                    axis=alt.Axis(format="%H:%M")),
+                    axis=alt.Axis(format="%H:%M"),
+                    scale=alt.Scale(domain=[start.isoformat(), end.isoformat()])),
             y=alt.Y("sum(received):Q", title="messages / min"),
             color=CHANNEL_COLOR,
             tooltip=["channel", alt.Tooltip("window_start:T", format="%H:%M"), "received", "replied", "escalated"],
         )
     )
+
+
+def count_bars(df: pd.DataFrame, category: str, color: str = "#4C78A8") -> alt.Chart:
+    """Horizontal bars of `n` per category, largest first, labelled with the count."""
+    base = alt.Chart(df, height=max(90, 30 * len(df))).encode(
+        y=alt.Y(f"{category}:N", sort="-x", title=None),
+        x=alt.X("n:Q", title=None, axis=alt.Axis(tickMinStep=1)),
+        tooltip=[category, "n"],
+    )
+    return base.mark_bar(color=color) + base.mark_text(align="left", dx=4).encode(text="n:Q")
+
+
+def channel_mix(df: pd.DataFrame) -> alt.Chart:
+    base = alt.Chart(df, height=max(90, 30 * len(df))).encode(
+        y=alt.Y("channel:N", title=None, sort=["email", "whatsapp", "web"]),
+        x=alt.X("n:Q", title=None, axis=alt.Axis(tickMinStep=1)),
+        tooltip=["channel", "n", alt.Tooltip("sentiment:Q", format="+.2f", title="mean sentiment")],
+    )
+    return (base.mark_bar().encode(color=alt.Color("channel:N", scale=CHANNEL_COLORS, legend=None))
+            + base.mark_text(align="left", dx=4).encode(text="n:Q"))
 
 
 def p95_with_target(df: pd.DataFrame, channel: str, target_s: float, alert_s: float) -> alt.LayerChart:

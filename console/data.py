@@ -97,6 +97,14 @@ def volume_since(hours: float) -> pd.DataFrame:
     return frame(q.VOLUME_SINCE, since=since(hours))
 
 
+def escalations_by_reason_today() -> pd.DataFrame:
+    return frame(q.ESCALATIONS_BY_REASON_TODAY)
+
+
+def inbound_by_channel_today() -> pd.DataFrame:
+    return frame(q.INBOUND_BY_CHANNEL_TODAY)
+
+
 def recent_alerts(limit: int = 10) -> pd.DataFrame:
     return frame(q.RECENT_ALERTS, limit=limit)
 

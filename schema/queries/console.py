@@ -38,6 +38,22 @@ SELECT channel, window_start, received, replied, escalated, sentiment_mean
  ORDER BY window_start
 """
 
+ESCALATIONS_BY_REASON_TODAY = """
+SELECT reason, count(*) AS n
+  FROM escalations
+ WHERE created_at >= date_trunc('day', now())
+ GROUP BY reason
+ ORDER BY n DESC
+"""
+
+INBOUND_BY_CHANNEL_TODAY = """
+SELECT channel, count(*) AS n, avg(sentiment) AS sentiment
+  FROM messages
+ WHERE direction = 'inbound' AND occurred_at >= date_trunc('day', now())
+ GROUP BY channel
+ ORDER BY channel
+"""
+
 RECENT_ALERTS = """
 SELECT raised_at, kind, value, threshold, detail
   FROM alerts

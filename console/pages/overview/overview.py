@@ -1,6 +1,6 @@
 """Overview: today's KPIs against their targets and the last two hours of traffic, live."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
@@ -33,7 +33,8 @@ def live() -> None:
     sentiment = k.get("sentiment_mean")
 
     cols = st.columns(6)
-    cols[0].metric("Messages today", f"{k.get('volume') or 0:,}", border=True)
+    cols[0].metric("Messages today", f"{k.get('volume') or 0:,}", delta="since 00:00 UTC",
+                   delta_color="off", delta_arrow="off", border=True)
     cols[1].metric("Escalation rate", f"{rate:.0%}",
                    delta=f"target ≤ {targets.escalation_rate_max():.0%}",
                    delta_color="normal" if rate <= targets.escalation_rate_max() else "inverse",
@@ -61,7 +62,8 @@ def live() -> None:
         if volume.empty:
             st.info("No metric windows yet: they appear once the metrics flow has seen traffic.")
         else:
-            st.altair_chart(charts.volume_per_minute(volume), width="stretch")
+            now = datetime.now(UTC)
+            st.altair_chart(charts.volume_per_minute(volume, now - timedelta(hours=2), now), width="stretch")
     with right:
         st.subheader("Recent alerts")
         alerts = data.recent_alerts(8)
@@ -73,6 +75,21 @@ def live() -> None:
                          column_config={"raised_at": st.column_config.DatetimeColumn("when", format="HH:mm:ss"),
                                         "value": st.column_config.NumberColumn(format="%.2f"),
                                         "threshold": st.column_config.NumberColumn(format="%.2f")})
+    mix, reasons = st.columns(2)
+    with mix:
+        st.subheader("Messages today by channel")
+        by_channel = data.inbound_by_channel_today()
+        if by_channel.empty:
+            st.caption("No messages yet today.")
+        else:
+            st.altair_chart(charts.channel_mix(by_channel), width="stretch")
+    with reasons:
+        st.subheader("Escalations today by reason")
+        by_reason = data.escalations_by_reason_today()
+        if by_reason.empty:
+            st.caption("No escalations yet today.")
+        else:
+            st.altair_chart(charts.count_bars(by_reason, "reason", "#E15759"), width="stretch")
     st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC · refreshes every 5 s · day starts 00:00 UTC")
 
 
