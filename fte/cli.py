@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "fte.commands.metrics",
     "fte.commands.console",
     "fte.commands.demo",
+    "fte.commands.kb",
 ]
 
 

@@ -16,6 +16,7 @@ from fte import stack
 from fte.commands.stack import print_status
 from fte.kafka import ensure_topics
 from fte.logs import get_logger
+from fte.settings import REPO_ROOT
 from schema.migrate import migrate
 
 log = get_logger(__name__)
@@ -30,6 +31,7 @@ SERVICES: list[tuple[str, list[str]]] = [
 # Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
 SETUP_STEPS: list[tuple[str, list[str]]] = [
     ("console-password", ["console", "dev-password"]),
+    ("demo-knowledge-base", ["kb", "load", str(REPO_ROOT / "flows" / "kb_demo")]),
 ]
 
 
