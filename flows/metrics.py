@@ -11,10 +11,11 @@ delay its timers. Shape:
     health poll (lag, dead letters) ───────────────────────────> alerts
     alerts ─> alerts table + support.alerts
 
-Windows use event time (`occurred_at`) with a wall-clock watermark: a window closes
-`lateness` after the newest event passed its end, or after the same wall time with no
-traffic at all. Events older than the watermark come out as late facts and are merged
-into the stored window (see sinks/metrics_store.py), so nothing is dropped or double counted.
+Windows use event time (`occurred_at`) with a wall-clock watermark (`WallClockWatermark`):
+a window closes `lateness` after its end by the wall clock, with or without traffic.
+Events older than the watermark (pipeline delays, replays, a backlog after downtime) come
+out as late facts and are merged into the stored window (see sinks/metrics_store.py), so
+nothing is dropped or double counted.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, Ka
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
-from bytewax.operators.windowing import EventClock, TumblingWindower, fold_window
+from bytewax.operators.windowing import Clock, ClockLogic, TumblingWindower, fold_window
 from bytewax.outputs import Sink
 
 from flows.alerts import HealthSample, breach_alert, health_alerts, window_alerts
@@ -96,6 +97,56 @@ def late_update(item: tuple[str, tuple[int, Fact]]) -> WindowUpdate:
     channel, (_window_id, fact) = item
     return WindowUpdate(Channel(channel), window_start_of(fact.occurred_at),
                         {fact.key: fact.contribution}, closed=False)
+
+
+# --- the watermark ----------------------------------------------------------------------------
+
+@dataclass
+class _WallClockLogic(ClockLogic[Fact, datetime]):
+    now_getter: Callable[[], datetime]
+    lateness: timedelta
+    watermark: datetime  # never moves back, also across a resume
+
+    def _advance(self) -> datetime:
+        self.watermark = max(self.watermark, self.now_getter() - self.lateness)
+        return self.watermark
+
+    def before_batch(self) -> None:
+        self._advance()
+
+    def on_item(self, value: Fact) -> tuple[datetime, datetime]:
+        return fact_time(value), self.watermark
+
+    def on_notify(self) -> datetime:
+        return self._advance()
+
+    def on_eof(self) -> datetime:
+        return self._advance()  # windows still close by the wall clock on a later resume
+
+    def to_system_utc(self, timestamp: datetime) -> datetime | None:
+        return timestamp + self.lateness
+
+    def snapshot(self) -> datetime:
+        return self.watermark
+
+
+@dataclass
+class WallClockWatermark(Clock[Fact, datetime]):
+    """Event time for window membership, wall clock - `lateness` for the watermark.
+
+    Bytewax's EventClock derives the watermark from the newest event *per key* and forgets
+    it once a key's windows are all closed, so an old event for an idle channel would open
+    a fresh window and hold it for up to a minute. Here support events are stamped by the
+    services that emit them, so the wall clock is the better bound: a window closes
+    `lateness` after its end, and anything older is merged in as late.
+    """
+
+    lateness: timedelta
+    now_getter: Callable[[], datetime] = _utcnow
+
+    def build(self, resume_state: datetime | None) -> _WallClockLogic:
+        start = resume_state or (self.now_getter() - self.lateness)
+        return _WallClockLogic(self.now_getter, self.lateness, start)
 
 
 # --- stateful: de-duplication per inbound message ---------------------------------------------
@@ -174,7 +225,7 @@ def build_flow(
                            lambda f: f.channel.value)
     windows = fold_window(
         "minute_windows", by_channel,
-        EventClock(fact_time, wait_for_system_duration=lateness, now_getter=now_getter),
+        WallClockWatermark(lateness, now_getter),
         TumblingWindower(length=WINDOW, align_to=EPOCH),
         empty_contents, add_fact, merge_contents,
         ordered=False,  # contents merge by key, so arrival order does not matter

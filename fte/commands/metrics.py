@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,7 +50,16 @@ def run(args, settings) -> int:
     workers = args.workers or settings.FLOW_WORKERS
     log.info("metrics_flow.start", workers=workers, recovery=recovery is not None,
              topic_prefix=settings.TOPIC_PREFIX)
-    cli_main(flow, workers_per_process=workers,
-             epoch_interval=timedelta(seconds=settings.RECOVERY_SNAPSHOT_S),
-             recovery_config=recovery)
+    # SIGTERM (the supervisor, Kubernetes) stops like Ctrl-C; recovery resumes either way.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        cli_main(flow, workers_per_process=workers,
+                 epoch_interval=timedelta(seconds=settings.RECOVERY_SNAPSHOT_S),
+                 recovery_config=recovery)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:
+        if not isinstance(exc.__cause__, KeyboardInterrupt):
+            raise
+    log.info("metrics_flow.stopped")
     return 0
