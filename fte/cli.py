@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "fte.commands.console",
     "fte.commands.demo",
     "fte.commands.kb",
+    "fte.commands.eval",
 ]
 
 
