@@ -24,8 +24,11 @@ MAX_ANSWER_SENTENCES = 4
 class LocalAgent:
     provider = "local"
 
-    def __init__(self, kb: KnowledgeBase, *, answer_min: float = 0.42, clarify_min: float = 0.30,
-                 margin: float = 0.03):
+    # Thresholds on the calibrated hybrid score, measured with `fte eval --bitext` on the demo
+    # knowledge base: answering at >= 0.60 with a lead of >= 0.04 over the runner-up picks the
+    # right article about 9 times in 10; below that we ask rather than guess.
+    def __init__(self, kb: KnowledgeBase, *, answer_min: float = 0.60, clarify_min: float = 0.35,
+                 margin: float = 0.04):
         self.kb = kb
         self.answer_min, self.clarify_min, self.margin = answer_min, clarify_min, margin
 
@@ -57,9 +60,10 @@ class LocalAgent:
         if top.score < self.answer_min or ambiguous:
             if _already_asked(req):  # asked once; answer the best guess rather than loop
                 return self._answer(question, top, slugs)
-            options = [top.title] + ([runner_up.title] if runner_up else [])
-            text = (f"{CLARIFY_OPENING}: is your question about "
-                    + " or ".join(f"\"{t}\"" for t in options) + "?")
+            options = [h.title for h in hits[:3]]
+            listed = ", ".join(f"\"{t}\"" for t in options[:-1])
+            listed = f"{listed} or \"{options[-1]}\"" if listed else f"\"{options[-1]}\""
+            text = f"{CLARIFY_OPENING}: is your question about {listed}?"
             return AgentResult("clarify", text, None, slugs, top_score, False, provider=self.provider)
         return self._answer(question, top, slugs)
 

@@ -63,7 +63,7 @@ TOOLS: list[dict[str, Any]] = [
 
 TRANSIENT = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
              openai.InternalServerError)
-KB_HIT_MIN = 0.42  # same bar as the local agent's confident answer
+KB_HIT_MIN = 0.60  # same bar as the local agent's confident answer
 
 
 class AgentFailed(Exception):
