@@ -195,6 +195,25 @@ def kb_article(slug: str) -> pd.DataFrame:
     return frame(q.KB_ARTICLE, slug=slug)
 
 
+@st.cache_resource(show_spinner=False)
+def _embedder(signature: str):
+    from flows.embeddings import build_embedder
+
+    return build_embedder(settings())
+
+
+def kb_ask(question: str, k: int = 5) -> pd.DataFrame:
+    """The agent's own hybrid retrieval (vector + full text) for a question: what it would use."""
+    from flows import knowledge
+
+    s = settings()
+    embedder = _embedder(f"{s.OPENAI_EMBEDDING_MODEL if s.OPENAI_API_KEY else 'hashing'}:{s.EMBEDDING_DIM}")
+    with connection() as conn:
+        hits = knowledge.search(conn, question, embedder=embedder, k=k)
+    return pd.DataFrame([{"slug": h.slug, "title": h.title, "score": h.score, "chunk": h.body[:160]}
+                         for h in hits], columns=["slug", "title", "score", "chunk"])
+
+
 def kb_top_answering(days: float = 7, limit: int = 15) -> pd.DataFrame:
     return frame(q.KB_TOP_ANSWERING, since=since(24 * days), limit=limit)
 

@@ -13,6 +13,20 @@ def test_articles_are_listed_and_searched(console_env):
     assert frame_with(at, "chunks")["slug"].tolist() == ["track-order"]
 
 
+def test_a_question_shows_what_the_agents_search_would_use(console_env, db):
+    pytest.importorskip("flows.knowledge", reason="the knowledge module (brain) is not in the tree yet")
+    from console import actions
+
+    # Embed the seeded articles the way `fte kb load` does, through the console's save.
+    for slug, title, body, intents in db.execute("SELECT slug, title, body, intents FROM knowledge_base").fetchall():
+        actions.kb_save("seed", slug=slug, title=title, body=body, intents=intents, tags=[])
+    at = open_page("knowledge")
+    at.text_input(key="kb_ask").input("where is my parcel, tracking shows nothing").run()
+    hits = frame_with(at, "score")
+    assert hits["slug"].iloc[0] == "track-order"
+    assert 0 < hits["score"].iloc[0] <= 1
+
+
 def test_usage_shows_top_articles_and_questions_that_found_nothing(console_env):
     at = open_page("knowledge")
     assert len(at.get("vega_lite_chart")) == 1  # articles that answered most

@@ -48,6 +48,19 @@ with articles_tab:
                  column_config={"updated_at": st.column_config.DatetimeColumn("updated", format="MMM D HH:mm"),
                                 "embedded": st.column_config.CheckboxColumn("embedded")})
 
+    question = st.text_input("Try a customer question", key="kb_ask",
+                             placeholder="my parcel hasn't arrived yet",
+                             help="The agent's own hybrid search (embeddings + full text), best first.")
+    if question.strip() and not actions.missing_modules(*actions.KB_MODULES):
+        hits = data.kb_ask(question)
+        if hits.empty:
+            st.warning("Nothing in the knowledge base matches: the agent would ask or escalate.")
+        else:
+            st.dataframe(hits, hide_index=True, width="stretch",
+                         column_config={"score": st.column_config.ProgressColumn(
+                             "confidence", min_value=0.0, max_value=1.0, format="%.2f"),
+                             "chunk": st.column_config.TextColumn(width="large")})
+
     options = [NEW, *articles["slug"].tolist()]
     if st.session_state.get("kb_selected") not in options:
         st.session_state["kb_selected"] = NEW
