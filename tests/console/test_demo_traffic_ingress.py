@@ -97,3 +97,6 @@ def test_demo_traffic_reaches_kafka_through_the_ingress_on_every_channel(console
         assert event.sender[0].value in known_phones
     for event in by_channel["web"]:
         assert event.sender[0].value in known_emails
+    for event in by_channel.get("email", []):  # read back from the mailbox by the ingress
+        assert event.sender[0].value in known_emails and event.thread_id
+    assert all(by_channel[c] for c in channels), {c: len(v) for c, v in by_channel.items()}
