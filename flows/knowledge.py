@@ -16,6 +16,7 @@ chunks beyond an article's new length are deleted.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import threading
 import time
@@ -251,8 +252,10 @@ SELECT c.qi, kb.id, kb.slug, kb.chunk_index, kb.title, kb.body, kb.intents,
 
 def _fuse(rows: list[tuple], k: int) -> list[KbHit]:
     """Rows of one query -> best chunk per article, ordered by RRF, with a calibrated score."""
-    by_vec = sorted(rows, key=lambda r: -r[7])
-    by_txt = sorted((r for r in rows if r[8] > 0), key=lambda r: -r[8])
+    # a query with no content words embeds to the zero vector: cosine is NaN, i.e. no evidence
+    rows = [r[:7] + (0.0 if r[7] is None or math.isnan(r[7]) else r[7],) + r[8:] for r in rows]
+    by_vec = sorted(rows, key=lambda r: (-r[7], r[1]))  # id breaks ties: batch == one by one
+    by_txt = sorted((r for r in rows if r[8] > 0), key=lambda r: (-r[8], r[1]))
     rrf: dict[int, float] = {}
     for rank, r in enumerate(by_vec):
         rrf[r[1]] = rrf.get(r[1], 0.0) + 1.0 / (RRF_K + rank + 1)
@@ -266,6 +269,8 @@ def _fuse(rows: list[tuple], k: int) -> list[KbHit]:
         score = VECTOR_WEIGHT * max(0.0, float(sim)) + (1 - VECTOR_WEIGHT) * text_score
         hit = KbHit(id_, slug, chunk_index, title, body, tuple(intents or ()), round(score, 4),
                     round(float(sim), 4), round(text_score, 4), rrf[id_])
+        if score <= 0:
+            continue
         prev = best.get(slug)
         if prev is None or (hit.score, hit.fused) > (prev.score, prev.fused):
             best[slug] = hit

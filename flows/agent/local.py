@@ -98,10 +98,14 @@ def answer_from_article(question: str, body: str, *, embedder, max_sentences: in
 
 
 def _units(body: str) -> list[str]:
-    """Sentences, with a bullet list kept together with the line before it."""
+    """Sentences, with a bullet list kept together with the line before it; headings (the
+    question an article answers) are left out of the answer."""
     units: list[str] = []
     for paragraph in body.split("\n\n"):
-        lines = [ln.strip() for ln in paragraph.splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in paragraph.splitlines()
+                 if ln.strip() and not ln.lstrip().startswith("#")]
+        if not lines:
+            continue
         bullets = [ln for ln in lines if ln.startswith(("-", "*"))]
         if bullets:
             intro = " ".join(ln for ln in lines if not ln.startswith(("-", "*")))

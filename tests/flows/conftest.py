@@ -1,0 +1,73 @@
+"""Fixtures for the stage logic tests: a migrated database of their own with the demo
+knowledge base loaded, and the OpenAI-compatible sandbox server on an ephemeral port."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KB_DEMO = REPO / "flows" / "kb_demo"
+
+
+@pytest.fixture(scope="module")
+def kb_database_url(stack):
+    """A migrated database with the demo knowledge base loaded, dropped after the module."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from flows.embeddings import HashingEmbedder
+    from flows.knowledge import load_directory
+    from schema.db import connect
+    from schema.migrate import migrate
+
+    name = f"kb_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(stack.database_url)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    url = urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    migrate(url)
+    with connect(url) as conn, conn.transaction():
+        load_directory(conn, KB_DEMO, embedder=HashingEmbedder())
+    yield url
+    from schema.db import close_pools
+
+    close_pools()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def openai_sandbox():
+    """The sandbox OpenAI router served by uvicorn on 127.0.0.1:<ephemeral>; yields base URL."""
+    import uvicorn
+
+    from loadtests.sandbox.openai import create_app, state
+
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=0,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not (server.started and server.servers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "sandbox server did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    state.reset()
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def sandbox_state(openai_sandbox):
+    from loadtests.sandbox.openai import state
+
+    state.reset()
+    yield state
+    state.reset()
