@@ -143,6 +143,10 @@ def messages_since_escalation(esc: dict[str, Any]) -> pd.DataFrame:
                  inbound_key=esc["inbound_key"])
 
 
+def acks_of_escalation(esc: dict[str, Any]) -> pd.DataFrame:
+    return frame(q.ACKS_OF_ESCALATION, inbound_key=esc["inbound_key"], escalation_id=int(esc["id"]))
+
+
 # --- customers ---------------------------------------------------------------------------
 def search_customers(text: str) -> pd.DataFrame:
     """By email, phone (any format) or name; identifiers also match by prefix."""

@@ -126,6 +126,15 @@ SELECT m.occurred_at, m.channel, m.direction, m.author, m.subject, m.body, m.sen
  ORDER BY m.occurred_at, m.id
 """
 
+# The acknowledgement(s) the customer got: when a person will follow up.
+ACKS_OF_ESCALATION = """
+SELECT kind, status, body, created_at, sent_at
+  FROM reply_outbox
+ WHERE kind IN ('escalation_ack', 'holding')
+   AND (inbound_key = %(inbound_key)s OR escalation_id = %(escalation_id)s)
+ ORDER BY created_at
+"""
+
 ASSIGN_ESCALATION = """
 UPDATE escalations
    SET status = 'assigned', assigned_to = %(user)s, assigned_at = now()

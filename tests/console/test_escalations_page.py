@@ -32,6 +32,7 @@ def test_messages_since_the_escalation_span_channels(console_env):
     assert "I want a refund for order 1234" in shown  # the triggering email
     assert "Any news on my refund? Still waiting." in shown  # later, on WhatsApp
     assert "Goes by **whatsapp** to **+15550100100**" in shown  # the channel last used
+    assert "The customer was told" in shown and "a person will follow up" in shown
 
 
 def test_assign_to_me_records_who_and_when(console_env, db):

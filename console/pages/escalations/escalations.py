@@ -112,6 +112,11 @@ with head:
         + (f" · resolved by **{esc['resolved_by']}**" if esc["resolved_by"] else ""))
     if esc["detail"]:
         st.caption(esc["detail"])
+    acks = data.acks_of_escalation(esc)
+    if not acks.empty:
+        told = acks.iloc[-1]
+        st.info(f"**The customer was told** ({told['kind'].replace('_', ' ')}, {told['status']}): "
+                f"{told['body']}", icon=":material/schedule_send:")
     st.markdown("##### Messages since the escalation")
     messages = data.messages_since_escalation(esc)
     if messages.empty:
