@@ -102,3 +102,29 @@ def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, 
     event = parse_event(HumanReply, msg.value())
     assert (event.escalation_id, event.customer_id, event.author) == (1, 1, "ana")
     assert msg.key() == b"1" and key == f"human:{event.reply_id}"
+
+
+def test_human_reply_is_formatted_for_the_channel_the_customer_last_used(console_env, db):
+    import pytest
+
+    pytest.importorskip("flows.formatting", reason="the channel formatter is not in the tree yet")
+    from console import actions, data
+    from schema.events import Channel, ReplyKind
+
+    esc_ada = data.escalation(1)
+    with data.connection() as conn:
+        target = actions.reply_target(conn, esc_ada)
+    reply = actions.build_human_reply(esc_ada, target, "Your refund for order 1234 is on its way. " * 12, "r" * 32)
+    assert (reply.channel, reply.kind, reply.inbound_key) == (Channel.WHATSAPP, ReplyKind.HUMAN, "human:" + "r" * 32)
+    assert reply.parts and all(len(p) <= 300 for p in reply.parts) and len(reply.parts) > 1
+
+    # Linus wrote by email: the reply is threaded in his Gmail thread with "Re:".
+    db.execute("""INSERT INTO escalations (id, customer_id, conversation_id, ticket_id, inbound_key, channel,
+                  reason) VALUES (7, 4, 3, 'T-linus-1', 'email:gm-linus-1', 'email', 'complaint')""")
+    esc_linus = data.escalation(7)
+    with data.connection() as conn:
+        target = actions.reply_target(conn, esc_linus)
+    reply = actions.build_human_reply(esc_linus, target, "I have chased the courier for you.", "s" * 32)
+    assert reply.channel == Channel.EMAIL and reply.recipient == "linus@example.net"
+    assert reply.subject == "Re: Where is my parcel?" and reply.thread_id == "thr-linus"
+    assert reply.html and "I have chased the courier" in reply.body and reply.body.startswith("Hi Linus")
