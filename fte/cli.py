@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "fte.commands.console",
     "fte.commands.demo",
     "fte.commands.kb",
+    "fte.commands.ingress",
+    "fte.commands.sandbox",
     "fte.commands.eval",
 ]
 

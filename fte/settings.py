@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     MAX_BODY_BYTES: int = 256 * 1024
     RATE_LIMIT_PER_IP: str = "60/minute"
     RATE_LIMIT_PER_IDENTITY: str = "20/minute"
+    # Longest wait for Kafka's delivery report before answering 503 (the producer's own
+    # message timeout, so a refused message is never delivered later behind our back).
+    INGRESS_PUBLISH_TIMEOUT_S: float = 5.0
+    INGRESS_DB_POOL_SIZE: int = 10
+    # Local server speaking the Gmail (and Twilio, OpenAI) HTTP APIs: `fte sandbox`.
+    SANDBOX_PORT: int = 8025
 
     # --- Twilio (WhatsApp) -------------------------------------------------------------
     TWILIO_ACCOUNT_SID: str = "AC00000000000000000000000000000000"

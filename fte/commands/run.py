@@ -7,12 +7,14 @@ Services register themselves in `SERVICES`.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 
 from fte import stack
+from fte.commands.sandbox import sandbox_environment, sandbox_needed
 from fte.commands.stack import print_status
 from fte.kafka import ensure_topics
 from fte.logs import get_logger
@@ -26,6 +28,8 @@ SERVICES: list[tuple[str, list[str]]] = [
     ("metrics-flow", ["metrics-flow"]),
     ("console", ["console"]),
     ("demo-traffic", ["demo", "traffic", "--service"]),  # development only; DEMO_TRAFFIC_RATE
+    ("ingress", ["ingress"]),
+    ("sandbox", ["sandbox"]),  # development without real Gmail/Twilio credentials only
 ]
 
 # Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
@@ -52,7 +56,12 @@ def run(args, settings) -> int:
     print(f"stack, schema and topics ready in {time.monotonic() - started:.1f}s")
     if args.no_services or not SERVICES:
         return 0
-    return supervise(SERVICES)
+    services = SERVICES
+    if sandbox_needed(settings):
+        os.environ.update(sandbox_environment(settings))  # children use the local channel APIs
+    else:
+        services = [s for s in SERVICES if s[0] != "sandbox"]
+    return supervise(services)
 
 
 def supervise(services: list[tuple[str, list[str]]]) -> int:

@@ -1,0 +1,1 @@
+"""The ingress: webhooks, the web form and read endpoints, in front of Kafka and Postgres."""

@@ -1,0 +1,70 @@
+"""The ingress app: `create_app()` for uvicorn (`fte ingress`, tests, benchmarks)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import Counter
+
+from fte.logs import get_logger
+from fte.settings import Settings
+from ingress.deps import RateLimits, Services, open_pool
+from ingress.limits_middleware import BodySizeLimit
+from ingress.publisher import KafkaUnavailable, Publisher
+from ingress.routes import conversations, customers, gmail, health, metrics, support, whatsapp
+
+log = get_logger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+RESPONSES = Counter("ingress_responses_total", "HTTP responses by route and status",
+                    ["route", "status"])
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool = open_pool(settings)
+        await pool.open(wait=False)
+        publisher = Publisher(settings.kafka_bootstrap, timeout_s=settings.INGRESS_PUBLISH_TIMEOUT_S)
+        app.state.services = Services(
+            settings=settings, publisher=publisher, db=pool,
+            limits=RateLimits(settings.RATE_LIMIT_PER_IP, settings.RATE_LIMIT_PER_IDENTITY))
+        log.info("ingress.started", kafka=settings.kafka_bootstrap, topic_prefix=settings.TOPIC_PREFIX)
+        try:
+            yield
+        finally:
+            publisher.close()
+            await pool.close()
+
+    app = FastAPI(title="fte ingress", version="1.0",
+                  description="Gmail, WhatsApp and web-form intake into Kafka; read endpoints.",
+                  lifespan=lifespan)
+    for module in (support, whatsapp, gmail, customers, conversations, metrics, health):
+        app.include_router(module.router)
+
+    @app.exception_handler(KafkaUnavailable)
+    async def kafka_unavailable(request: Request, exc: KafkaUnavailable) -> JSONResponse:
+        log.warning("ingress.kafka_unavailable", path=request.url.path, error=str(exc))
+        return JSONResponse({"detail": "event bus unavailable, nothing was recorded; retry later"},
+                            status_code=503, headers={"Retry-After": "5"})
+
+    @app.middleware("http")
+    async def count_responses(request: Request, call_next):
+        response = await call_next(request)
+        route = request.scope.get("route")
+        RESPONSES.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def support_page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
+    return app

@@ -1,0 +1,56 @@
+"""GET /health: Kafka, Postgres and each channel, as an operator or a probe needs them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ingress.deps import ServicesDep
+from ingress.models import HealthPublic
+
+router = APIRouter(tags=["health"])
+
+
+async def _postgres(services) -> tuple[bool, dict]:
+    try:
+        async with asyncio.timeout(3):
+            async with services.db.connection() as conn:
+                await conn.execute("SELECT 1")
+                cursors = await (await conn.execute(
+                    "SELECT account, cursor, updated_at FROM channel_cursors WHERE channel = 'email'"
+                )).fetchall()
+        return True, {"cursors": cursors}
+    except Exception as exc:  # any failure is "down", reported with its type
+        return False, {"error": type(exc).__name__}
+
+
+@router.get("/health", response_model=HealthPublic, summary="Readiness of Kafka, Postgres, channels")
+async def read_health(services: ServicesDep) -> JSONResponse:
+    settings = services.settings
+    kafka_ok = await run_in_threadpool(services.publisher.healthy, 2.0)
+    pg_ok, pg = await _postgres(services)
+    email_cursor = next((c for c in pg.get("cursors", []) if c["account"] == settings.GMAIL_MAILBOX), None)
+    push_auth = ("oidc" if settings.GMAIL_PUSH_AUDIENCE and settings.GMAIL_PUSH_SERVICE_ACCOUNT
+                 else "shared-token" if settings.GMAIL_PUSH_VERIFICATION_TOKEN else "unconfigured")
+    channels = {
+        "whatsapp": {"state": "ok" if kafka_ok else "down", "signature": "twilio"},
+        "email": {
+            "state": ("ok" if kafka_ok and pg_ok and push_auth != "unconfigured" else
+                      "unconfigured" if push_auth == "unconfigured" else "down"),
+            "push_auth": push_auth,
+            "api": "local" if settings.GMAIL_DISCOVERY_URL else "google",
+            "history_id": email_cursor["cursor"] if email_cursor else None,
+            "synced_at": email_cursor["updated_at"].isoformat() if email_cursor else None,
+        },
+        "web": {"state": "ok" if kafka_ok and pg_ok else "down"},
+    }
+    body = HealthPublic(
+        status="ok" if kafka_ok and pg_ok else "degraded",
+        kafka={"ok": kafka_ok, "bootstrap": settings.kafka_bootstrap},
+        postgres={"ok": pg_ok, **({"error": pg["error"]} if "error" in pg else {})},
+        channels=channels,
+    )
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.status == "ok" else 503)

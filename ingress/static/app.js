@@ -1,0 +1,138 @@
+// Support page: client-side checks mirror the server's (ingress/models.py), the server
+// stays the judge; its 422 field errors are shown next to the fields too.
+"use strict";
+
+const RULES = {
+  name: (v) => v.trim().length >= 2 || "Please enter your name (at least 2 characters).",
+  email: (v) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v.trim()) || "Please enter a valid email address.",
+  phone: (v) => v.trim() === "" || /^\+[1-9]\d{7,14}$/.test(v.replace(/[\s().-]/g, "")) ||
+    "Use international format, e.g. +14155550100.",
+  subject: (v) => v.trim().length >= 5 || "The subject needs at least 5 characters.",
+  message: (v) => v.trim().length >= 10 || "Please describe your request (at least 10 characters).",
+};
+const CATEGORIES = ["general", "technical", "billing", "feedback", "bug_report"];
+
+function setError(id, text) {
+  const input = document.getElementById(id);
+  const slot = document.getElementById(`${id}-error`);
+  if (slot) slot.textContent = text || "";
+  if (input) input.setAttribute("aria-invalid", text ? "true" : "false");
+}
+
+function validate(form) {
+  let firstBad = null;
+  for (const [field, rule] of Object.entries(RULES)) {
+    const result = rule(form.elements[field].value);
+    setError(field, result === true ? "" : result);
+    if (result !== true && !firstBad) firstBad = form.elements[field];
+  }
+  return firstBad;
+}
+
+function show(el, cls, text) {
+  el.className = cls;
+  el.textContent = text;
+}
+
+async function submitRequest(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const status = document.getElementById("submit-status");
+  const bad = validate(form);
+  if (bad) { bad.focus(); return; }
+  const body = {};
+  for (const field of ["name", "email", "subject", "message", "category"]) {
+    body[field] = form.elements[field].value.trim();
+  }
+  if (!CATEGORIES.includes(body.category)) body.category = "general";
+  const phone = form.elements.phone.value.replace(/[\s().-]/g, "");
+  if (phone) body.phone = phone;
+  const button = document.getElementById("submit");
+  button.disabled = true;
+  form.setAttribute("aria-busy", "true");
+  show(status, "", "Sending your request…");
+  try {
+    const response = await fetch("/support/submit", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 202) {
+      show(status, "ok", "Thank you! Your ticket number is ");
+      const ticket = document.createElement("strong");
+      ticket.id = "ticket-number";
+      ticket.textContent = data.ticket_id;
+      status.append(ticket, ". Keep it to check the status below.");
+      document.getElementById("ticket-id").value = data.ticket_id;
+      form.reset();
+    } else if (response.status === 422 && Array.isArray(data.detail)) {
+      for (const err of data.detail) {
+        const field = (err.loc || []).slice(-1)[0];
+        if (field in RULES) setError(field, err.msg);
+      }
+      show(status, "fail", "Please correct the highlighted fields.");
+    } else if (response.status === 429 || response.status === 503) {
+      const wait = response.headers.get("Retry-After");
+      show(status, "fail", `We are busy right now and your request was not recorded. Please try again${wait ? ` in ${wait} seconds` : " shortly"}.`);
+    } else {
+      show(status, "fail", `Sorry, something went wrong (${response.status}). Your request was not recorded.`);
+    }
+  } catch (err) {
+    show(status, "fail", "We could not reach the server. Check your connection and try again.");
+  } finally {
+    button.disabled = false;
+    form.removeAttribute("aria-busy");
+  }
+}
+
+const STATUS_TEXT = {
+  open: "We received your request and are working on it.",
+  answered: "We have answered your request.",
+  escalated: "A member of our team will follow up with you.",
+  resolved: "Your request is resolved.",
+  closed: "Your request is closed.",
+};
+
+async function checkStatus(event) {
+  event.preventDefault();
+  const input = document.getElementById("ticket-id");
+  const out = document.getElementById("ticket-status");
+  const id = input.value.trim();
+  if (!/^T-[0-9A-Za-z-]{8,60}$/.test(id)) {
+    setError("ticket-id", "Ticket numbers look like T-1A2B3C4D5E6F7A8B9C0D.");
+    input.focus();
+    return;
+  }
+  setError("ticket-id", "");
+  const button = document.getElementById("check");
+  button.disabled = true;
+  show(out, "", "Looking up your request…");
+  try {
+    const response = await fetch(`/support/ticket/${encodeURIComponent(id)}`);
+    if (response.status === 404) { show(out, "fail", "We could not find that ticket number."); return; }
+    if (!response.ok) { show(out, "fail", `Sorry, the status is unavailable (${response.status}).`); return; }
+    const ticket = await response.json();
+    out.className = "ok";
+    out.textContent = "";
+    const heading = document.createElement("p");
+    heading.id = "ticket-state";
+    heading.textContent = `Status: ${ticket.status}. ${STATUS_TEXT[ticket.status] || ""}`;
+    out.append(heading);
+    const list = document.createElement("ul");
+    list.className = "messages";
+    list.setAttribute("aria-label", "Messages on this ticket");
+    for (const m of ticket.messages) {
+      const item = document.createElement("li");
+      const who = m.direction === "inbound" ? "You" : "Support";
+      item.textContent = `${who}, ${new Date(m.occurred_at).toLocaleString()}:\n${m.body}`;
+      list.append(item);
+    }
+    if (ticket.messages.length) out.append(list);
+  } catch (err) {
+    show(out, "fail", "We could not reach the server. Check your connection and try again.");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+document.getElementById("support-form").addEventListener("submit", submitRequest);
+document.getElementById("status-form").addEventListener("submit", checkStatus);
