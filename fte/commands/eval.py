@@ -62,7 +62,11 @@ def run(args, settings) -> int:
     if bool(args.file) == bool(args.bitext):
         print("give either FILE.jsonl or --bitext PATH", file=sys.stderr)
         return 2
-    items = list(bitext_items(args.bitext) if args.bitext else jsonl_items(args.file))
+    try:
+        items = list(bitext_items(args.bitext) if args.bitext else jsonl_items(args.file))
+    except (OSError, ValueError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        print(f"cannot read input: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     if args.limit:
         items = items[:args.limit]
     summary, details = evaluate(items, settings)

@@ -1,0 +1,74 @@
+"""`fte eval` end to end: the console script against the real Postgres knowledge base."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ITEMS = [
+    {"id": "1", "channel": "email", "subject": "Password", "text": "I forgot my password, how do I reset it?",
+     "expect_escalate": False, "expect_intent": "recover_password"},
+    {"id": "2", "channel": "whatsapp", "text": "I want to speak to a human right now",
+     "expect_escalate": True, "expect_intent": "contact_human_agent"},
+    {"id": "3", "channel": "web", "text": "Which payment methods do you accept?",
+     "expect_escalate": False, "expect_intent": "check_payment_methods"},
+    {"id": "4", "channel": "web", "text": "What is your refund policy?",
+     "expect_escalate": False, "expect_intent": "check_refund_policy"},
+    {"id": "5", "channel": "email", "text": "I need a refund for my broken kettle", "expect_escalate": True},
+    {"id": "6", "channel": "whatsapp", "text": "how long does delivery take?", "expect_escalate": True},
+]
+
+
+def fte(args, database_url):
+    env = {**os.environ, "DATABASE_URL": database_url, "OPENAI_API_KEY": ""}
+    return subprocess.run([sys.executable, "-m", "fte.cli", "eval", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_eval_jsonl_prints_the_summary_last_and_details_first(kb_database_url, tmp_path):
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps(i) for i in ITEMS) + "\n")
+    out = fte([str(path), "--details"], kb_database_url)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    details, summary = lines[:-1], lines[-1]
+    assert set(summary) == {"n", "escalation", "kb", "format_violations"}
+    assert summary["n"] == 6 and len(details) == 6
+    # item 6 is labelled wrongly on purpose: a question we answer counts as a missed escalation
+    assert summary["escalation"]["precision"] == 1.0
+    assert summary["escalation"]["recall"] == pytest.approx(2 / 3, abs=1e-3)
+    assert summary["escalation"]["by_reason"] == {"human_requested": {"n": 1, "precision": 1.0},
+                                                  "refund": {"n": 1, "precision": 1.0}}
+    assert summary["kb"]["hit_at_1"] == 1.0 and summary["kb"]["hit_at_3"] == 1.0
+    assert summary["format_violations"] == 0
+    by_id = {d["id"]: d for d in details}
+    assert by_id["2"]["reason"] == "human_requested" and by_id["1"]["kb"][0]["intents"] == ["recover_password"]
+
+
+def test_eval_bitext_maps_intents_and_offensive_tag(kb_database_url, tmp_path):
+    path = tmp_path / "bitext.csv"
+    rows = [("how do I cancel my order", "cancel_order", "BL"),
+            ("i want a refund of my money", "get_refund", "BL"),
+            ("where the damn invoice", "get_invoice", "BLW"),
+            ("what is your refund policy", "check_refund_policy", "BL")]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["flags", "instruction", "category", "intent", "tags", "response"])
+        for text, intent, tags in rows:
+            w.writerow(["", text, "X", intent, tags, "r"])
+    out = fte(["--bitext", str(path), "--details"], kb_database_url)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [d["expect_escalate"] for d in lines[:-1]] == [False, True, True, False]
+    assert lines[-1]["escalation"]["precision"] == 1.0 and lines[-1]["escalation"]["recall"] == 1.0
+
+
+def test_eval_needs_exactly_one_input(kb_database_url, tmp_path):
+    assert fte([], kb_database_url).returncode == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "1", "channel": "fax", "text": "hi"}) + "\n")
+    out = fte([str(bad)], kb_database_url)
+    assert out.returncode == 2 and "line 1: channel" in out.stderr and "Traceback" not in out.stderr
