@@ -72,6 +72,7 @@ SYNONYMS = {
     **dict.fromkeys("notify notifying inform informing report reporting".split(), "report"),
     **dict.fromkeys("profile profiles account accounts".split(), "account"),
     **dict.fromkeys("eta arrive arrives arrival".split(), "arrive"),
+    **dict.fromkeys("password passwords pwd pin passcode".split(), "password"),
     **dict.fromkeys("opinion opinions review reviews feedback".split(), "feedback"),
     **dict.fromkeys("operator operators agent agents representative human person somebody "
                     "someone".split(), "human"),
@@ -86,7 +87,7 @@ def tokens(text: str) -> list[str]:
 class HashingEmbedder:
     """Local, deterministic, thread-safe (no mutable state)."""
 
-    name = "hashing-v4"  # bump when features change: stored chunks are then re-embedded
+    name = "hashing-v5"  # bump when features change: stored chunks are then re-embedded
 
     # Weights measured on the Bitext dev questions against the demo articles: character
     # n-grams carry most of the signal for short, misspelt questions; word bigrams hurt.

@@ -73,6 +73,11 @@ def run(args, settings) -> int:
     if args.details:
         for d in details:
             print(json.dumps(d))
+    answered = [d for d in details if d["action"] == "answer" and d.get("expect_intent")]
+    right = sum(1 for d in answered if d["kb"] and d["expect_intent"] in d["kb"][0]["intents"])
+    actions = Counter(d["action"] for d in details)
+    print(f"actions: {dict(actions)}; answers from an article tagged with the expected intent: "
+          f"{right}/{len(answered)}", file=sys.stderr)
     print(json.dumps(summary))
     return 0
 
