@@ -162,14 +162,14 @@ def save_article(conn, *, settings=None, slug: str, title: str, body: str,
                 """
                 INSERT INTO knowledge_base (slug, chunk_index, title, body, intents, tags, source,
                                             content_hash, embedding)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::vector)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (slug, chunk_index) DO UPDATE SET
                     title = EXCLUDED.title, body = EXCLUDED.body, intents = EXCLUDED.intents,
                     tags = EXCLUDED.tags, source = EXCLUDED.source,
                     content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
                     updated_at = now()
                 """,
-                [(slug, i, title, chunks[i], intents, tags, source, hashes[i], _vector_literal(v))
+                [(slug, i, title, chunks[i], intents, tags, source, hashes[i], v)
                  for i, v in zip(changed, vectors)],
             )
         cur.execute("DELETE FROM knowledge_base WHERE slug = %s AND chunk_index >= %s",
@@ -212,10 +212,6 @@ def load_directory(conn, directory: Path, *, embedder: Embedder, prune: bool = T
     return report
 
 
-def _vector_literal(v) -> str:
-    return "[" + ",".join(f"{x:.6g}" for x in v) + "]"
-
-
 # --- search ------------------------------------------------------------------------------
 def text_query(text: str) -> str:
     """Content words OR-ed for websearch_to_tsquery: any shared word is evidence."""
@@ -230,9 +226,9 @@ def text_query(text: str) -> str:
 
 _SEARCH_SQL = """
 WITH q AS (
-    SELECT qi, tsq, emb::vector AS emb,
+    SELECT qi, tsq, emb,
            CASE WHEN tsq = '' THEN NULL ELSE websearch_to_tsquery('english', tsq) END AS query
-      FROM unnest(%(tsqs)s::text[], %(embs)s::text[]) WITH ORDINALITY AS u(tsq, emb, qi)
+      FROM unnest(%(tsqs)s::text[], %(embs)s::vector[]) WITH ORDINALITY AS u(tsq, emb, qi)
 ), cand AS (
     SELECT q.qi, v.id FROM q CROSS JOIN LATERAL (
         SELECT id FROM knowledge_base WHERE embedding IS NOT NULL
@@ -282,8 +278,8 @@ def search_many(conn, queries: Sequence[str], *, embedder: Embedder, k: int = 3)
     if not queries:
         return []
     vectors = embedder.embed([q[:MAX_QUERY_CHARS] for q in queries])
-    params = {"tsqs": [text_query(q) for q in queries],
-              "embs": [_vector_literal(v) for v in vectors], "n": CANDIDATES}
+    # numpy rows go as a vector[] (pgvector's binary dumper), no text formatting
+    params = {"tsqs": [text_query(q) for q in queries], "embs": list(vectors), "n": CANDIDATES}
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(_SEARCH_SQL, params)
         rows = cur.fetchall()

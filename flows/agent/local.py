@@ -8,6 +8,7 @@ Confidence rules (never answer from the wrong article with confidence):
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -84,17 +85,24 @@ def answer_from_article(question: str, body: str, *, embedder, max_sentences: in
     similarity; the article's first sentence is preferred as context when it is relevant.
     Bullet lists travel whole with the sentence that introduces them.
     """
-    units = _units(body)
+    units, unit_vectors, unit_words = _article_units(body, embedder)
     if len(units) <= max_sentences:
         return "\n".join(units)
     q_words = set(tokens(question))
-    vectors = embedder.embed([question] + units)
-    sims = vectors[1:] @ vectors[0]
-    overlap = np.array([len(q_words & set(tokens(u))) / (1 + len(q_words)) for u in units])
+    sims = unit_vectors @ embedder.embed([question])[0]
+    overlap = np.array([len(q_words & words) / (1 + len(q_words)) for words in unit_words])
     position = np.array([0.05 if i == 0 else 0.0 for i in range(len(units))])
     scores = sims + overlap + position
     chosen = sorted(np.argsort(-scores)[:max_sentences])
     return "\n".join(units[i] for i in chosen)
+
+
+@lru_cache(maxsize=1024)
+def _article_units(body: str, embedder) -> tuple[list[str], np.ndarray, list[frozenset[str]]]:
+    """Units of an article with their vectors and words, computed once per article text."""
+    units = _units(body)
+    vectors = embedder.embed(units) if units else np.zeros((0, getattr(embedder, "dim", 384)))
+    return units, vectors, [frozenset(tokens(u)) for u in units]
 
 
 def _units(body: str) -> list[str]:

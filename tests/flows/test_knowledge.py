@@ -148,3 +148,17 @@ def test_a_question_without_content_words_finds_nothing(kb_database_url):
     with connect(kb_database_url) as conn:
         assert search(conn, "the and of", embedder=E) == []
         assert search(conn, "", embedder=E) == []
+
+
+def test_kb_lookups_are_recorded_once_per_inbound_message(kb_database_url):
+    from flows.knowledge import record_lookups
+
+    with connect(kb_database_url) as conn, conn.transaction():
+        hit = search(conn, "reset my password", embedder=E)[0]
+        row = {"inbound_key": "web:t-lookup-1", "channel": "web", "query": "reset my password",
+               "top_kb_id": hit.id, "top_slug": hit.slug, "score": hit.score, "answered": True}
+        record_lookups(conn, [row, {**row, "inbound_key": "web:t-lookup-2", "answered": False}])
+        record_lookups(conn, [row])  # a replay
+        got = conn.execute("SELECT inbound_key, top_slug, answered FROM kb_lookups "
+                           "WHERE inbound_key LIKE 'web:t-lookup-%' ORDER BY inbound_key").fetchall()
+    assert got == [("web:t-lookup-1", "password-recovery", True), ("web:t-lookup-2", "password-recovery", False)]

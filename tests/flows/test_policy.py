@@ -103,3 +103,9 @@ def test_policy_is_configurable_and_reloaded_when_the_file_changes(tmp_path):
     assert decide("wholesale terms?", sentiment=0, trend=None, unresolved_turns=0, policy=p2) is None
     assert decide("meh", sentiment=-0.3, trend=None, unresolved_turns=0, policy=p2).reason \
         is EscalationReason.ANGER
+
+
+def test_an_angry_message_escalates_on_its_own_sentiment():
+    d = _decide("Terrible. Awful. I hate this company and your useless staff.")
+    assert d is not None and d.reason is EscalationReason.ANGER and d.priority == "high"
+    assert _decide("my order has not arrived yet") is None
