@@ -39,6 +39,10 @@ class AgentRequest:
 
 @dataclass(frozen=True)
 class AgentResult:
+    """What to do with a message. For "answer" and "clarify", `text` is the reply to send
+    (unformatted; `format_reply` adds the channel style). For "escalate", `text` is a note
+    for the human colleague; the customer gets the flow's acknowledgement instead."""
+
     action: Action
     text: str
     reason: EscalationReason | None = None

@@ -48,9 +48,10 @@ class LocalAgent:
         top_score = top.score if top else None
         if top is None or top.score < self.clarify_min:
             if _already_asked(req):
-                return AgentResult("escalate", "I'd like a colleague to look at this with you.",
-                                   EscalationReason.LOW_CONFIDENCE, slugs, top_score, False,
-                                   provider=self.provider)
+                note = ("No knowledge-base article matches, even after a clarifying question"
+                        + (f" (best: {top.slug}, score {top.score:.2f})." if top else "."))
+                return AgentResult("escalate", note, EscalationReason.LOW_CONFIDENCE, slugs,
+                                   top_score, False, provider=self.provider)
             return AgentResult("clarify", f"{CLARIFY_OPENING}, could you tell me a little more "
                                "about what you need - for example your order number and what "
                                "you would like to happen?", None, slugs, top_score, False,

@@ -107,7 +107,7 @@ class OpenAIAgent:
                 r = self.fallback.respond(req)
                 return AgentResult(r.action, r.text, r.reason, r.kb_slugs, r.kb_top_score, r.kb_hit,
                                    r.tokens, f"{r.provider} (fallback)")
-            return AgentResult("escalate", "I'd like a colleague to look at this with you.",
+            return AgentResult("escalate", f"The answering service failed ({type(exc).__name__}).",
                                EscalationReason.AGENT, provider=self.provider)
 
     def _create(self, messages: list[dict]):

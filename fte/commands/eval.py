@@ -84,6 +84,7 @@ def run(args, settings) -> int:
 
 def evaluate(items: list[dict[str, Any]], settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from flows.agent import AgentRequest, build_agent
+    from flows.agent.base import question_text
     from flows.formatting import format_reply, violations
     from flows.policy import decide, load_policy
     from flows.sentiment import score
@@ -109,7 +110,8 @@ def evaluate(items: list[dict[str, Any]], settings) -> tuple[dict[str, Any], lis
             requests.append(AgentRequest(inbound=inbound, customer_id=0))
         to_answer = [i for i, d in enumerate(decisions) if d is None]
         results = dict(zip(to_answer, agent.respond_many([requests[i] for i in to_answer])))
-        hits = dict(zip(to_answer, kb.search_many([requests[i].inbound.body for i in to_answer], k=3)))
+        # the same question text the agent searched with (subject + new part of the body)
+        hits = dict(zip(to_answer, kb.search_many([question_text(requests[i].inbound) for i in to_answer], k=3)))
         for i, item in enumerate(batch):
             decision, result = decisions[i], results.get(i)
             escalated = decision is not None or (result is not None and result.action == "escalate")
