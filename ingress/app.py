@@ -13,7 +13,6 @@ from prometheus_client import Counter
 from fte.logs import get_logger
 from fte.settings import Settings
 from ingress.deps import RateLimits, Services, open_pool
-from ingress.limits_middleware import BodySizeLimit
 from ingress.publisher import KafkaUnavailable, Publisher
 from ingress.routes import conversations, customers, gmail, health, metrics, support, whatsapp
 
@@ -44,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="fte ingress", version="1.0",
                   description="Gmail, WhatsApp and web-form intake into Kafka; read endpoints.",
-                  lifespan=lifespan)
+                  # Bodies over the limit get 413, whether announced by Content-Length or streamed.
+                  max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan)
     for module in (support, whatsapp, gmail, customers, conversations, metrics, health):
         app.include_router(module.router)
 
@@ -66,5 +66,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.MAX_BODY_BYTES)
     return app
