@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from itertools import pairwise
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -107,7 +108,7 @@ class HashingEmbedder:
                     g = "c:" + padded[i:i + n]
                     feats[g] = feats.get(g, 0.0) + self.char_weight / n
         if self.bigram_weight:
-            for a, b in zip(words, words[1:]):
+            for a, b in pairwise(words):
                 k = f"b:{a} {b}"
                 feats[k] = feats.get(k, 0.0) + self.bigram_weight
         return feats

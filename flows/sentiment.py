@@ -8,6 +8,7 @@ few scores, so "getting angrier" is visible even when no single message is very 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -35,7 +36,7 @@ class Trend:
     window: int = 4  # scores kept to judge direction
     drop: float = 0.5  # fall from the window's first to its last score that counts as falling
 
-    def update(self, value: float) -> "Trend":
+    def update(self, value: float) -> Trend:
         value = max(-1.0, min(1.0, float(value)))
         mean = value if self.count == 0 else self.alpha * value + (1 - self.alpha) * self.mean
         recent = (self.recent + (value,))[-self.window:]
@@ -48,5 +49,5 @@ class Trend:
         r = self.recent
         if len(r) < 3:
             return False
-        monotone = all(b <= a + 0.05 for a, b in zip(r, r[1:]))
+        monotone = all(b <= a + 0.05 for a, b in pairwise(r))
         return monotone and r[-1] < -0.2 and (r[0] - r[-1]) >= self.drop

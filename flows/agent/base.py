@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from schema.events import EscalationReason, InboundMessage
 
@@ -58,7 +59,7 @@ class AgentResult:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "AgentResult":
+    def from_json(cls, d: dict[str, Any]) -> AgentResult:
         return cls(
             action=d["action"], text=d["text"],
             reason=EscalationReason(d["reason"]) if d.get("reason") else None,

@@ -8,8 +8,8 @@ Confidence rules (never answer from the wrong article with confidence):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 

@@ -9,7 +9,8 @@ replay after recovery returns the stored result without calling the model again.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import openai
 from psycopg.types.json import Jsonb
@@ -186,6 +187,7 @@ class OpenAIAgent:
         if not self.database_url or not keys:
             return {}
         from psycopg.rows import tuple_row
+
         from schema.db import pool
 
         with pool(self.database_url).connection() as conn, conn.cursor(row_factory=tuple_row) as cur:

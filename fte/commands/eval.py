@@ -14,9 +14,10 @@ import csv
 import json
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # The Bitext intents a person handles; the rest are answered from the knowledge base.
 BITEXT_ESCALATE_INTENTS = frozenset({"get_refund", "contact_human_agent", "complaint"})

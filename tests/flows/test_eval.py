@@ -25,7 +25,7 @@ ITEMS = [
 def fte(args, database_url):
     env = {**os.environ, "DATABASE_URL": database_url, "OPENAI_API_KEY": ""}
     return subprocess.run([sys.executable, "-m", "fte.cli", "eval", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_eval_jsonl_prints_the_summary_last_and_details_first(kb_database_url, tmp_path):

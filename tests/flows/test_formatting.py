@@ -16,8 +16,8 @@ EMAIL_META = {"message_id_header": "<m2@mail.example>", "references": "<m1@mail.
 
 
 def fmt(channel, text, **kw):
-    args = dict(customer_name="Ana Lopez", inbound_subject="Late parcel", inbound_metadata=EMAIL_META,
-                previous_contact=None, kind=ReplyKind.AGENT)
+    args = {"customer_name": "Ana Lopez", "inbound_subject": "Late parcel",
+            "inbound_metadata": EMAIL_META, "previous_contact": None, "kind": ReplyKind.AGENT}
     args.update(kw)
     return format_reply(channel, text, **args)
 

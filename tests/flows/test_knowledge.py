@@ -96,9 +96,8 @@ def test_save_and_delete_one_article_re_embeds_on_change(kb_database_url):
         assert hit.slug == "gift-wrapping" and "3 GBP" in hit.body
         assert delete_article(conn, "gift-wrapping") == 1
         assert all(h.slug != "gift-wrapping" for h in search(conn, "gift wrapping", embedder=E))
-    with pytest.raises(ValueError, match="slug"):
-        with connect(kb_database_url) as conn:
-            save_article(conn, slug="Bad Slug", title="x", body="y", embedder=E)
+    with pytest.raises(ValueError, match="slug"), connect(kb_database_url) as conn:
+        save_article(conn, slug="Bad Slug", title="x", body="y", embedder=E)
 
 
 @pytest.mark.parametrize("question, slug", [
