@@ -1,0 +1,107 @@
+"""Kafka down: every intake endpoint answers 503 with Retry-After and records nothing;
+after Kafka restarts they accept again.
+
+Runs a private single-node Kafka on free ports (the stack's jars, its own data directory),
+so stopping it never disturbs anyone else's broker.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import httpx
+import psycopg
+import pytest
+from twilio.request_validator import RequestValidator
+
+from fte.kafka import ensure_topics
+from fte.stack.kafka import EmbeddedKafka
+from ingress.app import create_app
+from schema.topics import EMAIL_INBOUND, WEB_INBOUND, WHATSAPP_INBOUND
+
+URL = "https://support.example.test/webhooks/whatsapp"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def private_kafka(stack, tmp_path):
+    shared_libs = stack.FTE_DATA_DIR / "kafka" / "libs"
+    if not (shared_libs / ".pom-hash").exists():
+        pytest.skip("the embedded stack's Kafka jars are not there (external Kafka)")
+    home = tmp_path / "kafka"
+    home.mkdir()
+    (home / "libs").symlink_to(shared_libs)
+    settings = stack.model_copy(update=dict(FTE_DATA_DIR=tmp_path, FTE_KAFKA_PORT=_free_port(),
+                                            FTE_KAFKA_CONTROLLER_PORT=_free_port(),
+                                            FTE_KAFKA_HEAP="256m", KAFKA_BOOTSTRAP_SERVERS=None))
+    kafka = EmbeddedKafka(settings)
+    kafka.start()
+    try:
+        yield kafka, settings
+    finally:
+        kafka.stop()
+
+
+def test_kafka_down_gives_503_and_nothing_recorded_then_accepts_after_restart(
+        private_kafka, ingress_settings, database_url, twilio_token, push_signer, push_envelope,
+        sandbox_url, mailbox):
+    kafka, kafka_settings = private_kafka
+    prefix = ingress_settings.TOPIC_PREFIX
+    ensure_topics(kafka_settings.kafka_bootstrap, prefix, [EMAIL_INBOUND, WHATSAPP_INBOUND, WEB_INBOUND])
+    settings = ingress_settings.model_copy(update=dict(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_settings.kafka_bootstrap, INGRESS_PUBLISH_TIMEOUT_S=3.0))
+    from conftest import ServerThread
+
+    def submit(c):
+        return c.post("/support/submit", json={
+            "name": "Jane", "email": f"outage-{uuid.uuid4().hex[:8]}@example.com",
+            "subject": "Kafka is down?", "message": "Does my request get lost when Kafka is down?",
+            "category": "general"})
+
+    def whatsapp(c, sid):
+        form = {"MessageSid": sid, "From": "whatsapp:+15550100777", "To": "whatsapp:+14155238886",
+                "Body": "Hello, anyone there?", "NumMedia": "0"}
+        sig = RequestValidator(twilio_token).compute_signature(URL, form)
+        return c.post("/webhooks/whatsapp", data=form, headers={"X-Twilio-Signature": sig})
+
+    def gmail(c):
+        delivered = httpx.post(f"{sandbox_url}/_sandbox/gmail/deliver", json={
+            "mailbox": mailbox, "from": "jane@example.com", "subject": "During the outage",
+            "text": "Is this mail lost while Kafka is down?"}).json()
+        return c.post("/webhooks/gmail", json=push_envelope(mailbox, delivered["historyId"]),
+                      headers={"Authorization": f"Bearer {push_signer.token()}"})
+
+    with ServerThread(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as c:
+        assert submit(c).status_code == 202
+        kafka.stop()
+        down = [submit(c), whatsapp(c, "SMoutage1"), gmail(c)]
+        assert [r.status_code for r in down] == [503, 503, 503]
+        assert all(r.headers.get("retry-after") for r in down)
+        assert c.get("/health").status_code == 503
+        with psycopg.connect(database_url) as conn:
+            receipts = conn.execute("SELECT count(*) FROM inbound_receipts WHERE channel_message_id"
+                                    " = 'SMoutage1'").fetchone()[0]
+            tickets = conn.execute("SELECT count(*) FROM tickets WHERE subject = 'Kafka is down?'"
+                                   " AND contact_email LIKE 'outage-%%' AND created_at > now() - interval"
+                                   " '5 minutes'").fetchone()[0]
+        assert receipts == 0  # so Twilio's retry is published, not taken for a duplicate
+        assert tickets == 1  # only the one accepted before the outage
+
+        kafka.start()
+        # The producer reconnects on its own: retries succeed once the broker is back.
+        assert [submit(c).status_code, whatsapp(c, "SMoutage1").status_code,
+                gmail(c).status_code] == [202, 200, 204]
+        assert c.get("/health").status_code == 200
+
+    from conftest import read_topic
+    from schema.topics import topic_name
+    bootstrap = kafka_settings.kafka_bootstrap
+    assert len(read_topic(bootstrap, topic_name(WEB_INBOUND, prefix), expect=2)) == 2
+    assert len(read_topic(bootstrap, topic_name(WHATSAPP_INBOUND, prefix), expect=1)) == 1
+    assert len(read_topic(bootstrap, topic_name(EMAIL_INBOUND, prefix), expect=2)) == 2
