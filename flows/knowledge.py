@@ -189,15 +189,26 @@ class LoadReport:
     articles: int = 0
     embedded_chunks: int = 0
     removed_articles: list[str] = field(default_factory=list)
+    kept_edited: list[str] = field(default_factory=list)  # changed in the console since
 
 
-def load_directory(conn, directory: Path, *, embedder: Embedder, prune: bool = True) -> LoadReport:
+def load_directory(conn, directory: Path, *, embedder: Embedder, prune: bool = True,
+                   overwrite_edited: bool = False) -> LoadReport:
     """Upsert every article of a directory; with prune, delete articles loaded earlier from
-    this directory whose file is gone."""
+    this directory whose file is gone. Articles last saved from the console are kept as
+    edited (the console is the newer truth) unless overwrite_edited."""
     directory = Path(directory).resolve()
     articles = read_articles(directory)
     report = LoadReport(articles=len(articles))
+    edited: set[str] = set()
+    if not overwrite_edited:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute("SELECT DISTINCT slug FROM knowledge_base WHERE source LIKE %s", ("console:%",))
+            edited = {slug for (slug,) in cur.fetchall()}
     for a in articles:
+        if a.slug in edited:
+            report.kept_edited.append(a.slug)
+            continue
         report.embedded_chunks += save_article(
             conn, slug=a.slug, title=a.title, body=a.body, intents=a.intents, tags=a.tags,
             source=a.source, embedder=embedder)

@@ -16,6 +16,8 @@ def register(subparsers) -> None:
     load.add_argument("directory", type=Path)
     load.add_argument("--no-prune", action="store_true",
                       help="keep articles loaded earlier from DIR whose file is gone")
+    load.add_argument("--overwrite-edited", action="store_true",
+                      help="replace articles changed in the console since with the files' text")
     load.set_defaults(func=run_load)
 
 
@@ -29,9 +31,11 @@ def run_load(args, settings) -> int:
         return 2
     embedder = build_embedder(settings)
     with connect(settings.database_url) as conn, conn.transaction():
-        report = load_directory(conn, args.directory, embedder=embedder, prune=not args.no_prune)
+        report = load_directory(conn, args.directory, embedder=embedder, prune=not args.no_prune,
+                                overwrite_edited=args.overwrite_edited)
     log.info("kb.loaded", articles=report.articles, embedded=report.embedded_chunks,
              removed=len(report.removed_articles), embedder=embedder.name)
     print(f"{report.articles} article(s), {report.embedded_chunks} chunk(s) embedded, "
-          f"{len(report.removed_articles)} removed ({embedder.name})")
+          f"{len(report.removed_articles)} removed, {len(report.kept_edited)} kept as edited in the "
+          f"console ({embedder.name})")
     return 0

@@ -161,3 +161,21 @@ def test_kb_lookups_are_recorded_once_per_inbound_message(kb_database_url):
         got = conn.execute("SELECT inbound_key, top_slug, answered FROM kb_lookups "
                            "WHERE inbound_key LIKE 'web:t-lookup-%' ORDER BY inbound_key").fetchall()
     assert got == [("web:t-lookup-1", "password-recovery", True), ("web:t-lookup-2", "password-recovery", False)]
+
+
+def test_kb_load_keeps_an_article_edited_in_the_console(kb_database_url, tmp_path):
+    src = tmp_path / "kb"
+    src.mkdir()
+    (src / "gift-cards.md").write_text("---\ntitle: Gift cards\nintents: [place_order]\n---\nValid two years.\n")
+    with connect(kb_database_url) as conn, conn.transaction():
+        load_directory(conn, src, embedder=E)
+        save_article(conn, slug="gift-cards", title="Gift cards", body="Valid three years now.",
+                     intents=["place_order"], source="console:ana", embedder=E)
+        report = load_directory(conn, src, embedder=E)
+        assert report.kept_edited == ["gift-cards"] and report.removed_articles == []
+        body = conn.execute("SELECT body FROM knowledge_base WHERE slug = 'gift-cards'").fetchone()[0]
+        assert body == "Valid three years now."
+        load_directory(conn, src, embedder=E, overwrite_edited=True)
+        body = conn.execute("SELECT body FROM knowledge_base WHERE slug = 'gift-cards'").fetchone()[0]
+        assert body == "Valid two years."
+        delete_article(conn, "gift-cards")
