@@ -80,6 +80,13 @@ def _env(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
+def _uvicorn_env_names() -> set[str]:
+    """Variables uvicorn's Config reads itself (`fte ingress` runs uvicorn)."""
+    import uvicorn.config
+
+    return set(re.findall(r"environ(?:\.get\(|\[)\"([A-Z_]+)\"", Path(uvicorn.config.__file__).read_text()))
+
+
 def _bytewax_run_env_names() -> set[str]:
     """The BYTEWAX_* variables `python -m bytewax.run` itself reads, from its source."""
     return set(re.findall(r"\"(BYTEWAX_[A-Z_]+)\"", Path(bytewax.run.__file__).read_text()))
@@ -173,8 +180,9 @@ def test_no_secret_values_in_the_manifests():
                     assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], (where, name)
 
 
-def test_every_variable_is_a_setting_or_read_by_bytewax_run():
-    known = set(Settings.model_fields) | _bytewax_run_env_names()
+def test_every_variable_is_a_setting_or_read_by_bytewax_run_or_uvicorn():
+    assert "FORWARDED_ALLOW_IPS" in _uvicorn_env_names()
+    known = set(Settings.model_fields) | _bytewax_run_env_names() | _uvicorn_env_names()
     assert set(_config()) <= set(Settings.model_fields), set(_config()) - set(Settings.model_fields)
     for where, pod in _pod_specs():
         for container in _containers(pod):
