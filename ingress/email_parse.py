@@ -82,7 +82,9 @@ def html_to_text(html: str) -> str:
         tag.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")
-    for block in soup.find_all(["p", "div", "li", "tr", "h1", "h2", "h3", "h4"]):
+    for block in soup.find_all(["p", "h1", "h2", "h3", "h4"]):
+        block.insert_after("\n\n")
+    for block in soup.find_all(["div", "li", "tr"]):
         block.insert_after("\n")
     return soup.get_text()
 
