@@ -72,3 +72,19 @@ def test_eval_needs_exactly_one_input(kb_database_url, tmp_path):
     bad.write_text(json.dumps({"id": "1", "channel": "fax", "text": "hi"}) + "\n")
     out = fte([str(bad)], kb_database_url)
     assert out.returncode == 2 and "line 1: channel" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_hand_written_samples_meet_the_floors(kb_database_url):
+    """Realistic messages written apart from Bitext: escalations right, and every confident
+    answer comes from an article tagged with the expected intent."""
+    from tests.flows.conftest import REPO
+
+    out = fte([str(REPO / "flows" / "eval" / "support_samples.jsonl"), "--details"], kb_database_url)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    details, summary = lines[:-1], lines[-1]
+    assert summary["escalation"]["precision"] >= 0.9 and summary["escalation"]["recall"] >= 0.9
+    assert summary["kb"]["hit_at_3"] >= 0.9 and summary["format_violations"] == 0
+    answered = [d for d in details if d["action"] == "answer" and d["expect_intent"]]
+    assert len(answered) >= 12
+    assert all(d["expect_intent"] in d["kb"][0]["intents"] for d in answered)
