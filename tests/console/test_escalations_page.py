@@ -79,7 +79,7 @@ def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, 
     assert "Reply queued for whatsapp" in texts(at)
     assert at.text_area(key="esc_reply_text").value == ""
 
-    outbox = db.execute("SELECT inbound_key, _kind, channel, recipient, body, escalation_id, customer_id "
+    outbox = db.execute("SELECT inbound_key, kind, channel, recipient, body, escalation_id, customer_id "
                         "FROM reply_outbox WHERE kind = 'human'").fetchall()
     assert len(outbox) == 1
     key, _kind, channel, recipient, body, escalation_id, customer_id = outbox[0]
