@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "fte.commands.ingress",
     "fte.commands.sandbox",
     "fte.commands.eval",
+    "fte.commands.flow",
+    "fte.commands.dispatch",
 ]
 
 

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     RECOVERY_DIR: Path | None = None  # default: FTE_DATA_DIR / "recovery"
     RECOVERY_SNAPSHOT_S: float = 5.0
     RECOVERY_BACKUP_S: float = 0.0
+    FLOW_BATCH_SIZE: int = 500  # support flow: Kafka messages per partition read (one handler batch)
+    # Reply dispatcher: failures in a row that open a channel's circuit, and how long it stays
+    # open before one probe; retry backoff for parked replies; lease of a claimed row.
+    DISPATCH_BREAKER_FAILURES: int = 5
+    DISPATCH_BREAKER_RESET_S: float = 10.0
+    DISPATCH_RETRY_BASE_S: float = 1.0
+    DISPATCH_RETRY_MAX_S: float = 60.0
+    DISPATCH_LEASE_S: float = 30.0
 
     # --- SLA, business hours, alerts ----------------------------------------------------
     SLA_CONFIG_FILE: Path = REPO_ROOT / "flows" / "sla.yaml"

@@ -25,6 +25,8 @@ log = get_logger(__name__)
 
 # (name, argv after `python -m fte.cli`); each is a long-running `fte` subcommand.
 SERVICES: list[tuple[str, list[str]]] = [
+    ("support-flow", ["flow"]),
+    ("dispatcher", ["dispatch"]),
     ("metrics-flow", ["metrics-flow"]),
     ("console", ["console"]),
     ("demo-traffic", ["demo", "traffic", "--service"]),  # development only; DEMO_TRAFFIC_RATE

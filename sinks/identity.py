@@ -1,0 +1,116 @@
+"""Identity resolution against Postgres (`customer_identifiers` is the truth).
+
+`resolve_customer` finds or creates the customer owning a message's identifiers, links
+identifiers seen together (a web form with email + phone), and when they belong to two
+existing customers merges the newer into the older one — conversations, messages,
+tickets, escalations and outbox rows move, `customer_merges` records it — all in one
+transaction. Concurrent workers are serialised per identifier by an advisory lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Sequence
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from schema.events import Identifier
+
+
+def _lock_key(ident: Identifier) -> int:
+    digest = hashlib.blake2b(f"{ident.kind.value}:{ident.value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def survivor_of(conn: psycopg.Connection, customer_id: int) -> int:
+    """Follow `merged_into` to the customer that absorbed this one."""
+    seen = set()
+    while customer_id not in seen:
+        seen.add(customer_id)
+        row = conn.execute("SELECT merged_into FROM customers WHERE id = %s", (customer_id,)).fetchone()
+        if row is None or row[0] is None:
+            return customer_id
+        customer_id = row[0]
+    return customer_id
+
+
+def survivors(conn: psycopg.Connection, customer_ids: Sequence[int]) -> dict[int, int]:
+    """Batch form of `survivor_of` (one query per merge depth, usually one)."""
+    mapping = {c: c for c in customer_ids}
+    pending = set(customer_ids)
+    for _ in range(8):
+        if not pending:
+            break
+        rows = conn.execute("SELECT id, merged_into FROM customers WHERE id = ANY(%s) "
+                            "AND merged_into IS NOT NULL", (list(pending),)).fetchall()
+        moved = {r[0]: r[1] for r in rows}
+        for original, current in mapping.items():
+            if current in moved:
+                mapping[original] = moved[current]
+        pending = set(moved.values())
+    return mapping
+
+
+def resolve_customer(conn: psycopg.Connection, identifiers: Sequence[Identifier], *,
+                     channel: str, display_name: str | None = None) -> tuple[int, bool]:
+    """(customer id, merged?) for normalised identifiers; runs in the caller's transaction."""
+    for ident in sorted(identifiers, key=lambda i: (i.kind.value, i.value)):
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(ident),))
+    kinds = [i.kind.value for i in identifiers]
+    values = [i.value for i in identifiers]
+    rows = conn.execute(
+        "SELECT ci.customer_id FROM customer_identifiers ci "
+        "JOIN unnest(%s::text[], %s::text[]) AS w(kind, value) USING (kind, value)",
+        (kinds, values)).fetchall()
+    owners = sorted({survivor_of(conn, r[0]) for r in rows})
+    merged = False
+    if not owners:
+        customer_id = conn.execute("INSERT INTO customers (display_name) VALUES (%s) RETURNING id",
+                                   (display_name,)).fetchone()[0]
+    else:
+        # The oldest customer survives (ids are assigned in creation order).
+        customer_id = owners[0]
+        for other in owners[1:]:
+            merge_customers(conn, survivor=customer_id, merged=other,
+                            reason=f"identifiers seen together on {channel}")
+            merged = True
+        if display_name:
+            conn.execute("UPDATE customers SET display_name = coalesce(display_name, %s), "
+                         "updated_at = now() WHERE id = %s", (display_name, customer_id))
+    conn.execute(
+        "INSERT INTO customer_identifiers (customer_id, kind, value, first_channel) "
+        "SELECT %s, kind, value, %s FROM unnest(%s::text[], %s::text[]) AS w(kind, value) "
+        "ON CONFLICT (kind, value) DO NOTHING",
+        (customer_id, channel, kinds, values))
+    return customer_id, merged
+
+
+def merge_customers(conn: psycopg.Connection, *, survivor: int, merged: int, reason: str) -> dict:
+    """Move everything of `merged` to `survivor`; both keep their rows (merged_into set)."""
+    moved: dict[str, int] = {}
+    # One open conversation per customer: the survivor's stays open, the other one closes
+    # (its messages move into the survivor's history either way).
+    survivor_open = conn.execute("SELECT id FROM conversations WHERE customer_id = %s AND "
+                                 "status = 'open'", (survivor,)).fetchone()
+    if survivor_open:
+        conn.execute("UPDATE conversations SET status = 'closed', closed_at = now() "
+                     "WHERE customer_id = %s AND status = 'open'", (merged,))
+    # At most one active escalation per customer: keep the survivor's (or the moved one).
+    survivor_active = conn.execute("SELECT id FROM escalations WHERE customer_id = %s AND "
+                                   "status IN ('open', 'assigned')", (survivor,)).fetchone()
+    if survivor_active:
+        conn.execute("UPDATE escalations SET status = 'resolved', resolved_at = now(), "
+                     "resolved_by = 'merge', resolution_note = %s WHERE customer_id = %s "
+                     "AND status IN ('open', 'assigned')",
+                     (f"merged into escalation {survivor_active[0]}", merged))
+    for table in ("conversations", "messages", "tickets", "escalations", "reply_outbox",
+                  "customer_identifiers"):
+        cur = conn.execute(f"UPDATE {table} SET customer_id = %s WHERE customer_id = %s",  # noqa: S608
+                           (survivor, merged))
+        moved[table] = cur.rowcount
+    conn.execute("UPDATE customers SET merged_into = %s, updated_at = now() WHERE id = %s",
+                 (survivor, merged))
+    conn.execute("INSERT INTO customer_merges (survivor_id, merged_id, reason, moved) "
+                 "VALUES (%s, %s, %s, %s)", (survivor, merged, reason, Jsonb(moved)))
+    return moved

@@ -1,0 +1,129 @@
+"""Channel senders used by the outbox dispatcher: Gmail, Twilio WhatsApp, web.
+
+Each sender delivers one part of a reply (`send`) and can tell whether an earlier attempt
+that may have reached the API actually did (`find_sent`), so an in-doubt row is reconciled
+instead of re-sent. Errors are classified: `PermanentSendError` (the request itself is
+wrong: do not retry) or anything else (retry later).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+from fte.settings import Settings
+
+
+class PermanentSendError(Exception):
+    pass
+
+
+def reply_message_id(inbound_key: str, part: int, domain: str) -> str:
+    """Deterministic RFC 5322 Message-ID: the key to find an in-doubt email later."""
+    digest = hashlib.sha256(inbound_key.encode()).hexdigest()[:32]
+    return f"<reply-{digest}.{part}@{domain}>"
+
+
+def _permanent(status: int | None) -> bool:
+    return status is not None and 400 <= status < 500 and status not in (401, 403, 408, 409, 429)
+
+
+class GmailSender:
+    channel = "email"
+
+    def __init__(self, settings: Settings):
+        from fte.gmail import build_gmail_service
+
+        self.settings = settings
+        self.service = build_gmail_service(settings)  # one per dispatcher thread (httplib2)
+        self.domain = settings.GMAIL_MAILBOX.rpartition("@")[2] or "localhost"
+
+    def build(self, row: dict, part: int, text: str) -> EmailMessage:
+        payload = row["payload"] or {}
+        msg = EmailMessage()
+        msg["From"] = self.settings.GMAIL_MAILBOX
+        msg["To"] = row["recipient"]
+        msg["Subject"] = row["subject"] or "Re: your message"
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = reply_message_id(row["inbound_key"], part, self.domain)
+        for name, value in (payload.get("headers") or {}).items():
+            if name.lower() in {"in-reply-to", "references"} and value:
+                msg[name] = value
+        msg.set_content(text)
+        if payload.get("html"):
+            msg.add_alternative(payload["html"], subtype="html")
+        return msg
+
+    def send(self, row: dict, part: int, text: str) -> str:
+        from googleapiclient.errors import HttpError
+
+        raw = base64.urlsafe_b64encode(self.build(row, part, text).as_bytes()).decode()
+        body: dict[str, Any] = {"raw": raw}
+        thread_id = (row["payload"] or {}).get("thread_id")
+        if thread_id:
+            body["threadId"] = thread_id
+        try:
+            result = self.service.users().messages().send(userId="me", body=body).execute(num_retries=0)
+        except HttpError as exc:
+            if _permanent(exc.resp.status):
+                raise PermanentSendError(f"gmail {exc.resp.status}: {exc}") from exc
+            raise
+        return result["id"]
+
+    def find_sent(self, row: dict, part: int, text: str) -> str | None:
+        wanted = reply_message_id(row["inbound_key"], part, self.domain)
+        users = self.service.users()
+        found = users.messages().list(userId="me", labelIds=["SENT"], q=f"rfc822msgid:{wanted}",
+                                      maxResults=50).execute(num_retries=0)
+        for ref in found.get("messages", []):
+            meta = users.messages().get(userId="me", id=ref["id"], format="metadata").execute(num_retries=0)
+            headers = {h["name"].lower(): h["value"] for h in meta.get("payload", {}).get("headers", [])}
+            if headers.get("message-id") == wanted:
+                return ref["id"]
+        return None
+
+
+class TwilioSender:
+    channel = "whatsapp"
+
+    def __init__(self, settings: Settings):
+        from fte.twilio import build_twilio_client
+
+        self.client = build_twilio_client(settings)
+        self.sender = settings.TWILIO_WHATSAPP_FROM
+
+    def send(self, row: dict, part: int, text: str) -> str:
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            return self.client.messages.create(to=row["recipient"], from_=self.sender, body=text).sid
+        except TwilioRestException as exc:
+            if _permanent(exc.status):
+                raise PermanentSendError(f"twilio {exc.status}: {exc.msg}") from exc
+            raise
+
+    def find_sent(self, row: dict, part: int, text: str) -> str | None:
+        """A message to the recipient with this body, created since the row, not yet counted."""
+        since: datetime = row["created_at"] - timedelta(seconds=5)
+        known = set(row["provider_message_ids"] or [])
+        for m in self.client.messages.list(to=row["recipient"], from_=self.sender, limit=100):
+            created = m.date_created
+            if m.body == text and m.sid not in known and (created is None or created >= since):
+                return m.sid
+        return None
+
+
+class WebSender:
+    """Web replies are read from Postgres by the status page: delivery is marking them."""
+
+    channel = "web"
+
+    def send(self, row: dict, part: int, text: str) -> str:
+        return f"web:{row['id']}"
+
+    def find_sent(self, row: dict, part: int, text: str) -> str | None:
+        return None
