@@ -61,7 +61,9 @@ def test_forged_signatures_are_refused_with_403_and_publish_nothing(client, inbo
 def test_security_log_names_the_refusal_without_the_body(client, twilio_token, capsys):
     form = twilio_form(body="my secret account password is hunter2")
     client.post("/webhooks/whatsapp", data=form, headers=sign("wrong", form))
-    logged = capsys.readouterr().err
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err
+    assert "security.webhook_rejected" in logged and "X-Twilio-Signature" in logged
     assert "hunter2" not in logged
 
 
