@@ -319,6 +319,19 @@ def recent_audit(limit: int = 20) -> pd.DataFrame:
     return frame(q.RECENT_AUDIT, limit=limit)
 
 
-def breaker_states() -> pd.DataFrame | None:
-    """Circuit-breaker state per channel as the dispatcher persisted it, or None if it does not."""
-    return None
+def delivery_states(outbox: pd.DataFrame) -> pd.DataFrame:
+    """Per channel, whether replies are getting through, read from the outbox (the dispatcher
+    keeps its circuit breakers in memory): 'failing' when a reply is parked or failed and
+    nothing was sent since it was queued, 'retrying' when some are parked but sends continue."""
+    rows = []
+    for r in outbox.to_dict("records"):
+        stuck = int(r["parked"]) + int(r["failed"])
+        if not stuck:
+            state = "ok"
+        elif r["last_sent_at"] is None or pd.isna(r["last_sent_at"]) or r["last_sent_at"] < r["last_stuck_at"]:
+            state = "failing"
+        else:
+            state = "retrying"
+        rows.append({"channel": r["channel"], "state": state, "stuck": stuck,
+                     "last_error": r["last_error"]})
+    return pd.DataFrame(rows, columns=["channel", "state", "stuck", "last_error"])

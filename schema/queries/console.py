@@ -322,6 +322,7 @@ SELECT channel,
        count(*) FILTER (WHERE status = 'failed')   AS failed,
        count(*) FILTER (WHERE status = 'sent')     AS sent,
        max(sent_at) AS last_sent_at,
+       max(created_at) FILTER (WHERE status IN ('parked', 'failed')) AS last_stuck_at,
        (array_agg(last_error ORDER BY created_at DESC)
           FILTER (WHERE last_error IS NOT NULL AND status <> 'sent'))[1] AS last_error
   FROM reply_outbox

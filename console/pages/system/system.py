@@ -55,14 +55,14 @@ def health() -> None:
     if outbox is None or outbox.empty:
         st.info("No replies in the outbox yet.")
     else:
-        breakers = data.breaker_states()
-        if breakers is not None and not breakers.empty:
-            cols = st.columns(len(breakers))
-            for col, b in zip(cols, breakers.to_dict("records")):
-                state = b["state"]
-                col.metric(f"{b['channel']} circuit", state,
-                           delta=b.get("detail") or "", delta_arrow="off",
-                           delta_color="normal" if state == "closed" else "inverse", border=True)
+        states = data.delivery_states(outbox)
+        for col, d in zip(st.columns(len(states)), states.to_dict("records")):
+            col.metric(f"{d['channel']} delivery", d["state"],
+                       delta=f"{d['stuck']} parked or failed" if d["stuck"] else "nothing waiting",
+                       delta_arrow="off", delta_color="normal" if d["state"] == "ok" else "inverse",
+                       border=True)
+        st.caption("From the reply outbox: the dispatcher retries parked replies behind a circuit "
+                   "breaker per channel (kept in its memory).")
         st.altair_chart(charts.outbox_status(outbox), width="stretch")
         st.dataframe(outbox, hide_index=True, width="stretch",
                      column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
