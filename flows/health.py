@@ -21,6 +21,8 @@ from fte.logs import get_logger
 
 log = get_logger(__name__)
 
+AWAKE_AT_LEAST_EVERY = timedelta(milliseconds=200)
+
 READ_FLOW_PROGRESS = """
 SELECT flow, topic, "partition", next_offset FROM flow_progress ORDER BY flow, topic, "partition"
 """
@@ -108,7 +110,10 @@ class _HealthPartition(StatefulSourcePartition[HealthSample, int | None]):
         return [sample]
 
     def next_awake(self) -> datetime | None:
-        return self._next_at
+        # Wake at least every 200 ms even between polls: an input that sleeps holds back the
+        # dataflow's epochs, and with them every stateful step downstream (measured: events
+        # waited up to the whole poll interval).
+        return min(self._next_at, self._now() + AWAKE_AT_LEAST_EVERY)
 
     def snapshot(self) -> int | None:
         return self._last_id

@@ -93,10 +93,14 @@ def closed_update(item: tuple[str, tuple[int, dict]]) -> WindowUpdate:
     return WindowUpdate(Channel(channel), window_start_of_id(window_id), contents, closed=True)
 
 
-def late_update(item: tuple[str, tuple[int, Fact]]) -> WindowUpdate:
-    channel, (_window_id, fact) = item
-    return WindowUpdate(Channel(channel), window_start_of(fact.occurred_at),
-                        {fact.key: fact.contribution}, closed=False)
+def late_updates(item: tuple[str, list[tuple[int, Fact]]]) -> list[WindowUpdate]:
+    """Late facts collected for a channel, one update per window they belong to."""
+    channel, late = item
+    by_window: dict[datetime, dict] = {}
+    for _window_id, fact in late:
+        by_window.setdefault(window_start_of(fact.occurred_at), {})[fact.key] = fact.contribution
+    return [WindowUpdate(Channel(channel), start, contents, closed=False)
+            for start, contents in sorted(by_window.items())]
 
 
 # --- the watermark ----------------------------------------------------------------------------
@@ -195,6 +199,7 @@ def build_flow(
     source_topic: str,
     lateness: timedelta = timedelta(seconds=10),
     dedupe_ttl: timedelta = timedelta(hours=1),
+    late_batch_wait: timedelta = timedelta(seconds=1),
     health: Source[HealthSample] | None = None,
     now_getter: Callable[[], datetime] = _utcnow,
 ) -> Dataflow:
@@ -231,7 +236,10 @@ def build_flow(
         ordered=False,  # contents merge by key, so arrival order does not matter
     )
     closed = op.map("closed_window", windows.down, closed_update)
-    late = op.map("late_facts", windows.late, late_update)
+    # A backlog (after downtime, or a replay) is all late: collect it for a moment so the
+    # store merges one update per window rather than one per event.
+    late_batches = op.collect("collect_late", windows.late, timeout=late_batch_wait, max_size=5000)
+    late = op.flat_map("late_facts", late_batches, late_updates)
     op.output("windows_db", op.merge("window_updates", closed, late), sinks.windows)
     rate_alerts = op.flat_map(
         "window_alerts", closed,
