@@ -49,7 +49,8 @@ AGENT_CHUNK = 16
 
 HISTORY_SQL = """
 SELECT * FROM (
-  SELECT m.customer_id, m.channel, m.channel_message_id, m.direction, m.author, m.subject, m.body,
+  SELECT m.customer_id, m.conversation_id, m.channel, m.channel_message_id, m.direction, m.author,
+         m.subject, m.body,
          m.occurred_at, m.metadata->>'kind' AS kind,
          row_number() OVER (PARTITION BY m.customer_id ORDER BY m.occurred_at DESC, m.id DESC) AS rn
   FROM messages m WHERE m.customer_id = ANY(%s)
@@ -305,7 +306,8 @@ class SupportHandler:
                              or i["work"].inbound.msg.sender_name,
                              history=[HistoryItem(h["channel"], h["direction"], h["author"], h["body"],
                                                   h["occurred_at"]) for h in i["hist"]],
-                             previous_contact=previous_contact(i["hist"]))
+                             previous_contact=previous_contact(
+                                 i["hist"], i["work"].inbound.msg.channel.value, i["conv"]["id"]))
                 for i in items]
         for i, r in zip(items, reqs):
             i["req"] = r
@@ -386,7 +388,7 @@ class SupportHandler:
 
     def _reply(self, o: Outcome, item: dict, ctx: dict) -> Reply:
         msg, w = o.work.inbound.msg, o.work
-        prev = previous_contact(item.get("hist") or [])
+        prev = previous_contact(item.get("hist") or [], msg.channel.value, item["conv"]["id"])
         f = format_reply(msg.channel, o.reply_text,
                          customer_name=ctx["names"].get(w.customer_id) or msg.sender_name,
                          inbound_subject=msg.subject, inbound_metadata=msg.metadata,
@@ -408,14 +410,25 @@ class SupportHandler:
                                                     for (t, p), o in sorted(last.items())])
 
 
-def previous_contact(history: list[dict]) -> PreviousContact | None:
-    """The customer's latest earlier message (any channel); formatting acknowledges it when
-    it was on another channel."""
-    for h in reversed(history):
-        if h["direction"] == "inbound":
-            about = h.get("subject") or " ".join((h.get("body") or "").split())[:60]
-            return PreviousContact(h["channel"], h["occurred_at"], about)
-    return None
+def previous_contact(history: list[dict], channel: str | None = None,
+                     conversation_id: int | None = None) -> PreviousContact | None:
+    """The earlier contact a reply should acknowledge (formatting does so only when it was on
+    another channel): how this conversation started if that was on another channel, else
+    the latest earlier message on another channel, else the latest earlier message."""
+    inbound = [h for h in history if h["direction"] == "inbound"]
+    if not inbound:
+        return None
+    same_conv = [h for h in inbound if conversation_id is not None
+                 and h.get("conversation_id") == conversation_id]
+    other = [h for h in inbound if h["channel"] != channel]
+    if same_conv and same_conv[0]["channel"] != channel:
+        h = same_conv[0]
+    elif other:
+        h = other[-1]
+    else:
+        h = inbound[-1]
+    about = h.get("subject") or " ".join((h.get("body") or "").split())[:60]
+    return PreviousContact(h["channel"], h["occurred_at"], about)
 
 
 def write_dead_letters_with_progress(flow_name: str):
