@@ -80,6 +80,13 @@ def parse_message(msg: KafkaSourceMessage | KafkaError, source_topic: str) -> Su
         return DeadLetter.for_raw(reason=describe_error(exc), **where)
 
 
+def read_offset(msg: KafkaSourceMessage | KafkaError) -> tuple[str, str, int, int] | None:
+    if isinstance(msg, KafkaSourceMessage) and msg.topic and msg.partition is not None \
+            and msg.offset is not None and msg.offset >= 0:
+        return (FLOW_NAME, msg.topic, msg.partition, msg.offset + 1)
+    return None
+
+
 def dead_letter_message(dead: DeadLetter) -> KafkaSinkMessage[bytes, bytes]:
     return KafkaSinkMessage(key=dead.source_topic.encode(), value=dead.to_bytes())
 
@@ -189,6 +196,8 @@ class MetricsSinks:
     alerts_topic: Sink[KafkaSinkMessage]
     dead_letters: Sink[DeadLetter]
     dead_letters_topic: Sink[KafkaSinkMessage]
+    # (flow, topic, partition, next offset) of what was read, for the lag figures
+    progress: Sink[tuple[str, str, int, int]] | None = None
 
 
 def build_flow(
@@ -206,6 +215,8 @@ def build_flow(
     """`events` yields KafkaSourceMessage / KafkaError items of the support events topic."""
     flow = Dataflow(FLOW_NAME)
     raw = op.input("events_in", flow, events)
+    if sinks.progress is not None:
+        op.output("progress_db", op.filter_map("read_offset", raw, read_offset), sinks.progress)
     parsed = op.map("parse", raw, lambda m: parse_message(m, source_topic))
     valid = op.branch("is_valid", parsed, lambda x: isinstance(x, SupportEvent))
     # DeadLetter
@@ -260,7 +271,7 @@ def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
     """The production wiring: Kafka in and out, Postgres sinks, the health poll."""
     from flows.health import HealthSource
     from schema.topics import ALERTS, DEADLETTER, SUPPORT_EVENTS, topic_name
-    from sinks.metrics_store import alert_sink, dead_letter_sink, sla_sink, window_sink
+    from sinks.metrics_store import alert_sink, dead_letter_sink, progress_sink, sla_sink, window_sink
 
     brokers = [settings.kafka_bootstrap]
     prefix = settings.TOPIC_PREFIX
@@ -273,6 +284,7 @@ def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
         alerts_topic=KafkaSink(brokers, topic_name(ALERTS, prefix), add_config=producer_config),
         dead_letters=dead_letter_sink(settings.database_url),
         dead_letters_topic=KafkaSink(brokers, topic_name(DEADLETTER, prefix), add_config=producer_config),
+        progress=progress_sink(settings.database_url),
     )
     source = KafkaSource(brokers, [events_topic], raise_on_errors=False,
                          batch_size=settings.METRICS_BATCH_SIZE)

@@ -175,6 +175,35 @@ def write_dead_letters(conn: psycopg.Connection, dead: Sequence[DeadLetter]) -> 
         ])
 
 
+UPSERT_FLOW_PROGRESS = """
+INSERT INTO flow_progress (flow, topic, "partition", next_offset)
+VALUES (%(flow)s, %(topic)s, %(partition)s, %(next_offset)s)
+ON CONFLICT (flow, topic, "partition") DO UPDATE
+    SET next_offset = greatest(flow_progress.next_offset, EXCLUDED.next_offset), updated_at = now()
+"""
+
+
+def write_flow_progress(conn: psycopg.Connection, offsets: Sequence[tuple[str, str, int, int]]) -> None:
+    """(flow, topic, partition, next offset) read, for the lag figures; the highest wins.
+
+    Monitoring only (recovery resumes from Bytewax snapshots); skipped while the table
+    (support flow's migration 004) does not exist.
+    """
+    highest: dict[tuple[str, str, int], int] = {}
+    for flow, topic, partition, next_offset in offsets:
+        key = (flow, topic, partition)
+        highest[key] = max(next_offset, highest.get(key, 0))
+    if not highest:
+        return
+    try:
+        with conn.transaction(), conn.cursor() as cur:  # a savepoint: absence is not fatal
+            cur.executemany(UPSERT_FLOW_PROGRESS, [
+                {"flow": f, "topic": t, "partition": p, "next_offset": o} for (f, t, p), o in highest.items()
+            ])
+    except psycopg.errors.UndefinedTable:
+        log.warning("metrics_store.no_flow_progress_table")
+
+
 # --- Bytewax sinks --------------------------------------------------------------------------
 
 class _PostgresPartition(StatelessSinkPartition[X], Generic[X]):
@@ -237,3 +266,7 @@ def alert_sink(database_url: str) -> PostgresSink[Alert]:
 def dead_letter_sink(database_url: str) -> PostgresSink[DeadLetter]:
     return PostgresSink(database_url, write_dead_letters, "dead_letters")
 
+
+
+def progress_sink(database_url: str) -> PostgresSink[tuple[str, str, int, int]]:
+    return PostgresSink(database_url, write_flow_progress, "flow_progress")

@@ -346,6 +346,23 @@ def test_consumer_lag_above_threshold_alerts(env, flow):
     assert value == 130.0 and detail["subjects"]["support"]["partitions"] == {f"{inbound}[0]": 130}
 
 
+def test_flow_records_its_own_progress(env, flow):
+    events_topic = topic_name(SUPPORT_EVENTS, env["prefix"])
+    consumer = Consumer({"bootstrap.servers": env["bootstrap"], "group.id": "t-marks"})
+    marks = {p: consumer.get_watermark_offsets(TopicPartition(events_topic, p), timeout=5)[1]
+             for p in range(SUPPORT_EVENTS.partitions)}
+    consumer.close()
+
+    def progress():
+        with db(env) as conn:
+            rows = conn.execute("SELECT partition, next_offset FROM flow_progress WHERE flow = 'metrics' "
+                                "AND topic = %s", (events_topic,)).fetchall()
+        got = dict(rows)
+        return got == {p: o for p, o in marks.items() if o > 0} and got
+
+    wait_for(progress, 30, f"flow_progress to reach the high watermarks {marks}")
+
+
 def test_replays_leave_every_window_single_and_unchanged(env, flow):
     # everything above has settled: the live window was written
     wait_for(lambda: window(env, "whatsapp", LIVE.replace(second=0, microsecond=0)), 90, "the live window")

@@ -175,3 +175,19 @@ def test_console_queries_read_what_the_store_wrote(db):
     assert alert.kind == "dead_letters" and alert.value == 3
     by_channel = {r.channel: r for r in q.sla_summary(db, since=W0)}
     assert by_channel["web"].met == 1 and by_channel["web"].breached == 1
+
+
+def test_flow_progress_keeps_the_highest_offset_and_tolerates_a_missing_table(db):
+    from sinks.metrics_store import write_flow_progress
+
+    with db.transaction():
+        write_flow_progress(db, [("metrics", "support.events", 0, 5), ("metrics", "support.events", 0, 9),
+                                 ("metrics", "support.events", 1, 3)])
+        write_flow_progress(db, [("metrics", "support.events", 0, 7)])  # replay from a snapshot
+    assert db.execute("SELECT partition, next_offset FROM flow_progress ORDER BY partition").fetchall() == [
+        (0, 9), (1, 3)]
+    db.execute("DROP TABLE flow_progress")
+    with db.transaction():
+        write_flow_progress(db, [("metrics", "support.events", 0, 11)])
+        write_windows(db, [WindowUpdate(Channel.WEB, W0, received(1), closed=True)])  # still usable
+    assert db.execute("SELECT received FROM metric_windows").fetchone() == (1,)
