@@ -196,3 +196,41 @@ def test_invalid_events_become_dead_letters(running):
     assert all(r["source_topic"].startswith(running["TOPIC_PREFIX"]) for r in rows)
     progress = query(running["DATABASE_URL"], "SELECT * FROM flow_progress WHERE flow='support'")
     assert progress and all(p["next_offset"] > 0 for p in progress)
+
+
+def test_support_events_and_escalations_published(running):
+    from confluent_kafka import Consumer
+
+    from schema.events import Escalation, SupportEvent
+
+    addr = f"e.{uuid.uuid4().hex[:6]}@x.com"
+    answered = inbound("email", "How can I track my order?", email=addr, subject="Tracking")
+    refund = inbound("web", "I want a refund for my broken blender", email=f"r{addr}", subject="Refund")
+    publish(running, [answered, refund])
+    wait_for(lambda: handled(running, answered.inbound_key) and handled(running, refund.inbound_key), 60)
+    consumer = Consumer({"bootstrap.servers": running["KAFKA_BOOTSTRAP_SERVERS"],
+                         "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"})
+    prefix = running["TOPIC_PREFIX"]
+    consumer.subscribe([f"{prefix}support.events", f"{prefix}support.escalations"])
+    kinds: dict[str, set] = {answered.inbound_key: set(), refund.inbound_key: set()}
+    escalations = []
+
+    def collect():
+        for m in consumer.consume(500, timeout=1):
+            if m.error():
+                continue
+            if m.topic().endswith("support.escalations"):
+                escalations.append(Escalation.model_validate_json(m.value()))
+            else:
+                e = SupportEvent.model_validate_json(m.value())
+                if e.inbound_key in kinds:
+                    kinds[e.inbound_key].add(e.kind.value)
+        return {"received", "ticket_opened", "replied", "sent"} <= kinds[answered.inbound_key] \
+            and {"received", "escalated", "ticket_opened"} <= kinds[refund.inbound_key] \
+            and any(e.inbound_key == refund.inbound_key for e in escalations)
+    try:
+        wait_for(collect, 60, message=f"events {kinds}")
+    finally:
+        consumer.close()
+    esc = next(e for e in escalations if e.inbound_key == refund.inbound_key)
+    assert esc.reason.value == "refund"
