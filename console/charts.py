@@ -32,22 +32,24 @@ def volume_per_minute(df: pd.DataFrame, start: datetime, end: datetime) -> alt.C
 
 def count_bars(df: pd.DataFrame, category: str, color: str = "#4C78A8") -> alt.Chart:
     """Horizontal bars of `n` per category, largest first, labelled with the count."""
-    base = alt.Chart(df, height=max(90, 30 * len(df))).encode(
+    base = alt.Chart(df).encode(
         y=alt.Y(f"{category}:N", sort="-x", title=None),
         x=alt.X("n:Q", title=None, axis=alt.Axis(tickMinStep=1)),
         tooltip=[category, "n"],
     )
-    return base.mark_bar(color=color) + base.mark_text(align="left", dx=4).encode(text="n:Q")
+    # Height on the layer itself: Streamlit sizes a layered chart from its top level.
+    return (base.mark_bar(color=color) + base.mark_text(align="left", dx=4).encode(text="n:Q")
+            ).properties(height=max(90, 32 * len(df)))
 
 
 def channel_mix(df: pd.DataFrame) -> alt.Chart:
-    base = alt.Chart(df, height=max(90, 30 * len(df))).encode(
+    base = alt.Chart(df).encode(
         y=alt.Y("channel:N", title=None, sort=["email", "whatsapp", "web"]),
         x=alt.X("n:Q", title=None, axis=alt.Axis(tickMinStep=1)),
         tooltip=["channel", "n", alt.Tooltip("sentiment:Q", format="+.2f", title="mean sentiment")],
     )
     return (base.mark_bar().encode(color=alt.Color("channel:N", scale=CHANNEL_COLORS, legend=None))
-            + base.mark_text(align="left", dx=4).encode(text="n:Q"))
+            + base.mark_text(align="left", dx=4).encode(text="n:Q")).properties(height=max(90, 32 * len(df)))
 
 
 def p95_with_target(df: pd.DataFrame, channel: str, target_s: float, alert_s: float) -> alt.LayerChart:

@@ -103,7 +103,7 @@ def subject_for(text: str) -> str:
     words = text.split()
     subject = " ".join(words[:7])
     if len(words) > 7:
-        subject += "…"
+        subject += "..."
     return subject if len(subject) >= 5 else f"Question: {subject}"
 
 

@@ -57,13 +57,13 @@ def live() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        st.subheader("Messages a minute, last 2 hours")
-        volume = data.volume_since(2)
+        st.subheader("Messages a minute, last hour")
+        volume = data.volume_since(1)
         if volume.empty:
             st.info("No metric windows yet: they appear once the metrics flow has seen traffic.")
         else:
             now = datetime.now(UTC)
-            st.altair_chart(charts.volume_per_minute(volume, now - timedelta(hours=2), now), width="stretch")
+            st.altair_chart(charts.volume_per_minute(volume, now - timedelta(hours=1), now), width="stretch")
     with right:
         st.subheader("Recent alerts")
         alerts = data.recent_alerts(8)

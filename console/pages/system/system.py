@@ -47,7 +47,7 @@ def health() -> None:
             left.altair_chart(charts.lag_per_partition(shown), width="stretch")
         else:
             left.success("Every flow is caught up with its topics.")
-        right.dataframe(lag, hide_index=True, width="stretch",
+        right.dataframe(lag.sort_values(["flow", "topic", "partition"]), hide_index=True, width="stretch",
                         column_config={"updated_at": st.column_config.DatetimeColumn("progress at", format="HH:mm:ss")})
 
     st.subheader("Reply delivery per channel")
@@ -64,7 +64,7 @@ def health() -> None:
         st.caption("From the reply outbox: the dispatcher retries parked replies behind a circuit "
                    "breaker per channel (kept in its memory).")
         st.altair_chart(charts.outbox_status(outbox), width="stretch")
-        st.dataframe(outbox, hide_index=True, width="stretch",
+        st.dataframe(outbox.drop(columns=["last_stuck_at"]), hide_index=True, width="stretch",
                      column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
                                     "last_error": st.column_config.TextColumn(width="large")})
 
