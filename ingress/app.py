@@ -23,6 +23,25 @@ RESPONSES = Counter("ingress_responses_total", "HTTP responses by route and stat
                     ["route", "status"])
 
 
+class CountResponses:
+    """Responses by route template and status (pure ASGI: no per-request task group)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def counting_send(message):
+            if message["type"] == "http.response.start":
+                route = scope.get("route")
+                RESPONSES.labels(getattr(route, "path", "unmatched"), str(message["status"])).inc()
+            await send(message)
+
+        await self.app(scope, receive, counting_send)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -54,16 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "event bus unavailable, nothing was recorded; retry later"},
                             status_code=503, headers={"Retry-After": "5"})
 
-    @app.middleware("http")
-    async def count_responses(request: Request, call_next):
-        response = await call_next(request)
-        route = request.scope.get("route")
-        RESPONSES.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-        return response
 
     @app.get("/", include_in_schema=False)
     def support_page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(CountResponses)
     return app

@@ -62,7 +62,10 @@ class Publisher:
             self._brokers_down_since = self._brokers_down_since or time.monotonic()
         if err.fatal():
             self._fatal = True
-        log.warning("kafka.producer_error", error=str(err), fatal=err.fatal())
+        if err.fatal() or err.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.warning("kafka.producer_error", error=str(err), fatal=err.fatal())
+        else:  # per-connection retries while a broker is away: noise at warning level
+            log.debug("kafka.producer_error", error=str(err))
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():
