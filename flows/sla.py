@@ -270,7 +270,8 @@ def _settle(clock: TicketClock, config: SlaConfig, now: datetime) -> tuple[Ticke
     ]
 
 
-def on_timer(clock: TicketClock, now: datetime) -> tuple[TicketClock, list[SlaOutcome]]:
+def on_timer(clock: TicketClock, now: datetime,
+             retain: timedelta = timedelta(days=1)) -> tuple[TicketClock, list[SlaOutcome]]:
     """Wall-clock tick: report a breach once the deadline passed without a reply."""
     if clock.open and clock.deadline is not None and now >= clock.deadline:
         assert clock.channel is not None
@@ -278,7 +279,7 @@ def on_timer(clock: TicketClock, now: datetime) -> tuple[TicketClock, list[SlaOu
                             priority=clock.priority, kind="breach", deadline=clock.deadline,
                             occurred_at=clock.deadline)
         # Kept until forget_at so a late reply can still be recorded against the breach.
-        return replace(clock, breached=True, forget_at=now + timedelta(days=1)), [breach]
+        return replace(clock, breached=True, forget_at=now + retain), [breach]
     return clock, []
 
 
@@ -318,7 +319,7 @@ class SlaLogic(StatefulLogic[SupportEvent, SlaOutcome, TicketClock]):
         if self.clock is None:
             return [], StatefulLogic.DISCARD
         now = self.now()
-        self.clock, out = on_timer(self.clock, now)
+        self.clock, out = on_timer(self.clock, now, self.config.retain_finished)
         return out, should_forget(self.clock, now)
 
     def notify_at(self) -> datetime | None:
