@@ -9,8 +9,8 @@ does not report old dead letters again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Callable
 
 import psycopg
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -100,7 +100,7 @@ class _HealthPartition(StatefulSourcePartition[HealthSample, int | None]):
             if self._conn is None or self._conn.closed:
                 self._conn = psycopg.connect(self._database_url, autocommit=True, connect_timeout=5)
             sample = probe(self._conn, self._consumer, self._last_id, now)
-        except Exception as exc:  # a failed probe is reported, not fatal: retry next interval
+        except Exception as exc:  # noqa: BLE001 -- a failed probe is logged and retried next interval
             log.warning("health.probe_failed", error=str(exc))
             if self._conn is not None:
                 self._conn.close()

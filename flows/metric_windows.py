@@ -10,9 +10,10 @@ twice. The aggregate (`summarize`) is always recomputed from the whole map.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 from schema.events import Channel, MetricWindow, SupportEvent, SupportEventKind
 
@@ -48,7 +49,7 @@ class Contribution:
         return out
 
     @classmethod
-    def from_json(cls, data: Mapping) -> "Contribution":
+    def from_json(cls, data: Mapping) -> Contribution:
         return cls(kind=data["k"], latency_ms=data.get("l"), sentiment=data.get("s"),
                    tokens=int(data.get("t", 0)), kb_hit=data.get("h"))
 

@@ -20,12 +20,19 @@ nothing is dropped or double counted.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
+from bytewax.connectors.kafka import (
+    KafkaError,
+    KafkaSink,
+    KafkaSinkMessage,
+    KafkaSource,
+    KafkaSourceMessage,
+)
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
@@ -68,15 +75,15 @@ def parse_message(msg: KafkaSourceMessage | KafkaError, source_topic: str) -> Su
         return DeadLetter.for_raw(source_topic=m.topic or source_topic, raw=m.value, key=m.key,
                                   partition=m.partition, offset=m.offset,
                                   reason=f"kafka error: {msg.err}")
-    where = dict(source_topic=msg.topic or source_topic, raw=msg.value, key=msg.key,
-                 partition=msg.partition, offset=msg.offset)
+    where = {"source_topic": msg.topic or source_topic, "raw": msg.value, "key": msg.key,
+             "partition": msg.partition, "offset": msg.offset}
     if not msg.value:
         return DeadLetter.for_raw(reason="empty message", **where)
     if len(msg.value) > MAX_EVENT_BYTES:
         return DeadLetter.for_raw(reason=f"message larger than {MAX_EVENT_BYTES} bytes", **where)
     try:
         return parse_event(SupportEvent, msg.value)
-    except Exception as exc:  # every decoding failure becomes a dead letter with its reason
+    except Exception as exc:  # noqa: BLE001 -- every decoding failure becomes a dead letter
         return DeadLetter.for_raw(reason=describe_error(exc), **where)
 
 
@@ -271,7 +278,13 @@ def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
     """The production wiring: Kafka in and out, Postgres sinks, the health poll."""
     from flows.health import HealthSource
     from schema.topics import ALERTS, DEADLETTER, SUPPORT_EVENTS, topic_name
-    from sinks.metrics_store import alert_sink, dead_letter_sink, progress_sink, sla_sink, window_sink
+    from sinks.metrics_store import (
+        alert_sink,
+        dead_letter_sink,
+        progress_sink,
+        sla_sink,
+        window_sink,
+    )
 
     brokers = [settings.kafka_bootstrap]
     prefix = settings.TOPIC_PREFIX

@@ -10,10 +10,11 @@ Bytewax's `op.stateful`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -30,7 +31,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_duration(value: str | int | float | timedelta) -> timedelta:
+def parse_duration(value: str | float | timedelta) -> timedelta:
     """'5m', '1h', '90s', '1d' or a number of seconds."""
     if isinstance(value, timedelta):
         return value
@@ -254,8 +255,8 @@ def on_reply_sent(
 def _settle(clock: TicketClock, config: SlaConfig, now: datetime) -> tuple[TicketClock, list[SlaOutcome]]:
     assert clock.deadline is not None and clock.responded_at is not None and clock.channel is not None
     done = replace(clock, forget_at=now + config.retain_finished)
-    base = dict(ticket_id=clock.ticket_id, channel=clock.channel, priority=clock.priority,
-                deadline=clock.deadline)
+    base = {"ticket_id": clock.ticket_id, "channel": clock.channel, "priority": clock.priority,
+            "deadline": clock.deadline}
     if clock.responded_at <= clock.deadline:
         # Met -- also when the timer fired first because the reply's event came in late:
         # the store then removes that breach.

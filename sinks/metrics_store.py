@@ -17,15 +17,22 @@ exactly-once effect).
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg.types.json import Jsonb
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from flows.metric_windows import WINDOW, WindowUpdate, contents_from_json, contents_to_json, summarize
+from flows.metric_windows import (
+    WINDOW,
+    WindowUpdate,
+    contents_from_json,
+    contents_to_json,
+    summarize,
+)
 from flows.sla import SlaOutcome
 from fte.logs import get_logger
 from schema.events import Alert, Channel, DeadLetter, MetricWindow

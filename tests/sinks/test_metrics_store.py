@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from flows.alerts import breach_alert, health_alerts, window_alerts
-from flows.alerts import HealthSample
+from flows.alerts import HealthSample, breach_alert, health_alerts, window_alerts
 from flows.metric_windows import Contribution, WindowUpdate
 from flows.sla import AlertThresholds, SlaOutcome
 from schema.events import Channel, DeadLetter, MetricWindow
