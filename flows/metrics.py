@@ -55,7 +55,14 @@ from flows.metric_windows import (
     window_start_of,
     window_start_of_id,
 )
-from flows.sla import SlaConfig, SlaLogic, SlaOutcome, is_first_response, is_ticket_opened
+from flows.sla import (
+    SlaConfig,
+    SlaLogic,
+    SlaOutcome,
+    is_first_response,
+    is_priority_raise,
+    is_ticket_opened,
+)
 from schema.events import Alert, Channel, DeadLetter, SupportEvent, describe_error, parse_event
 
 FLOW_NAME = "metrics"
@@ -233,7 +240,8 @@ def build_flow(
     events_ok = valid.trues  # SupportEvent
 
     # (ticket_id, SupportEvent) -> SlaOutcome
-    sla_in = op.filter("sla_relevant", events_ok, lambda e: is_ticket_opened(e) or is_first_response(e))
+    sla_in = op.filter("sla_relevant", events_ok,
+                       lambda e: is_ticket_opened(e) or is_first_response(e) or is_priority_raise(e))
     outcomes = op.stateful("sla_timers", op.key_on("by_ticket", sla_in, lambda e: e.ticket_id),
                            lambda resume: SlaLogic(config, resume, now_getter))
     outcomes = op.map("sla_outcome", outcomes, lambda kv: kv[1])

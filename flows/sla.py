@@ -218,6 +218,28 @@ def is_first_response(event: SupportEvent) -> bool:
     )
 
 
+PRIORITY_RANK = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+
+
+def is_priority_raise(event: SupportEvent) -> bool:
+    """An escalation may raise the ticket's priority (high/urgent), tightening its target."""
+    return event.kind == SupportEventKind.ESCALATED and bool(event.ticket_id) \
+        and PRIORITY_RANK.get(event.priority, 1) > PRIORITY_RANK["normal"]
+
+
+def on_priority_raised(
+    clock: TicketClock | None, event: SupportEvent, config: SlaConfig
+) -> tuple[TicketClock | None, list[SlaOutcome]]:
+    """Tighten a running clock to the higher priority's target (never loosen it)."""
+    if clock is None or not clock.open or clock.opened_at is None or clock.channel is None:
+        return clock, []
+    if PRIORITY_RANK.get(event.priority, 1) <= PRIORITY_RANK.get(clock.priority, 1):
+        return clock, []
+    deadline = clock.opened_at + config.target(clock.channel, event.priority)
+    assert clock.deadline is not None
+    return replace(clock, priority=event.priority, deadline=min(clock.deadline, deadline)), []
+
+
 def on_ticket_opened(
     clock: TicketClock | None, event: SupportEvent, config: SlaConfig, now: datetime
 ) -> tuple[TicketClock, list[SlaOutcome]]:
@@ -312,6 +334,8 @@ class SlaLogic(StatefulLogic[SupportEvent, SlaOutcome, TicketClock]):
             self.clock, out = on_ticket_opened(self.clock, value, self.config, self.now())
         elif is_first_response(value):
             self.clock, out = on_reply_sent(self.clock, value, self.config, self.now())
+        elif is_priority_raise(value):
+            self.clock, out = on_priority_raised(self.clock, value, self.config)
         else:
             out = []
         return out, self.clock is None

@@ -163,3 +163,19 @@ def test_state_survives_a_snapshot():
     clock.now = T0 + timedelta(minutes=6)
     (breach,) = resumed.on_notify()[0]
     assert breach.ticket_id == "T-7"
+
+
+def test_escalation_to_urgent_tightens_a_running_clock_but_never_loosens_it():
+    clock = Clock(T0)
+    logic = SlaLogic(SlaConfig(), None, clock)
+    logic.on_item(opened("T-8", channel=Channel.EMAIL, priority="high"))
+    assert logic.notify_at() == T0 + timedelta(hours=2)
+    urgent = SupportEvent(kind=SupportEventKind.ESCALATED, channel=Channel.EMAIL, inbound_key="x:T-8",
+                          ticket_id="T-8", priority="urgent", occurred_at=T0 + timedelta(minutes=1))
+    logic.on_item(urgent)
+    assert logic.notify_at() == T0 + timedelta(hours=1)
+    logic.on_item(urgent.model_copy(update={"priority": "high"}))
+    assert logic.notify_at() == T0 + timedelta(hours=1)
+    clock.now = T0 + timedelta(hours=1, seconds=1)
+    (breach,) = logic.on_notify()[0]
+    assert breach.priority == "urgent" and breach.deadline == T0 + timedelta(hours=1)
