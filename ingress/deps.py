@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from limits import parse
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -21,7 +21,9 @@ class RateLimits:
     """Per-IP and per-identity limits (in memory: one ingress process per limit domain)."""
 
     def __init__(self, per_ip: str, per_identity: str):
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        # Sliding-window counters: O(1) per hit; the moving-window strategy keeps every hit
+        # and its expiry sweep costs a thread hop per key, which dominated under load.
+        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._per_ip = parse(per_ip)
         self._per_identity = parse(per_identity)
 
