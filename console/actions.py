@@ -93,13 +93,22 @@ def reply_target(conn, esc: dict[str, Any]) -> ReplyTarget:
     by_kind: dict[str, list[str]] = {}
     for i in ids:
         by_kind.setdefault(i["kind"], []).append(i["value"])
+    # The address the customer wrote from (the flow keeps it as metadata.sender), else theirs.
     wanted = "phone" if channel is Channel.WHATSAPP else "email"
-    recipient = (metadata.get("reply_to") or metadata.get("from_address")
-                 or (by_kind.get(wanted) or by_kind.get("email") or by_kind.get("phone") or [None])[-1])
-    if not recipient:
-        raise ValueError(f"customer {esc['customer_id']} has no identifier to reply to on {channel.value}")
+    used = [v for v in metadata.get("sender") or [] if ("@" in v) == (wanted == "email")]
+    address = (used or by_kind.get(wanted) or [None])[0]
+    if not address:
+        raise ValueError(f"customer {esc['customer_id']} has no {wanted} to reply to on {channel.value}")
+    # Same form as the flow's replies (flows.support_steps.recipient_for).
+    recipient = f"whatsapp:{address}" if channel is Channel.WHATSAPP else address
     ticket_id = (last["ticket_id"] if last else None) or esc.get("ticket_id")
-    thread_id = metadata.get("thread_id") or (ticket_id if channel is Channel.WEB else None)
+    thread_id = metadata.get("thread_id")
+    if last and not thread_id:  # the Gmail thread our earlier reply to that message went to
+        earlier = conn.execute(q.THREAD_OF_REPLY_TO,
+                               {"inbound_key": f"{last['channel']}:{last['channel_message_id']}"}).fetchone()
+        thread_id = earlier["thread_id"] if earlier else None
+    if channel is Channel.WEB:
+        thread_id = thread_id or ticket_id
     return ReplyTarget(
         channel=channel,
         recipient=recipient,

@@ -165,6 +165,11 @@ SELECT m.channel, m.channel_message_id, m.subject, m.metadata, m.ticket_id,
  LIMIT 1
 """
 
+THREAD_OF_REPLY_TO = """
+SELECT payload->>'thread_id' AS thread_id FROM reply_outbox
+ WHERE inbound_key = %(inbound_key)s AND payload->>'thread_id' IS NOT NULL
+"""
+
 IDENTIFIERS_OF = """
 SELECT kind, value, first_channel, created_at
   FROM customer_identifiers

@@ -33,9 +33,9 @@ INSERT INTO tickets (id, customer_id, conversation_id, channel, subject, priorit
 INSERT INTO messages (channel, channel_message_id, direction, author, customer_id, conversation_id, ticket_id, subject, body, sentiment, metadata, occurred_at) VALUES
   ('email', 'gm-ada-1', 'inbound', 'customer', 1, 1, 'T-ada-1', 'Refund for order 1234', 'I want a refund for order 1234, the blender arrived broken.', -0.4, '{"thread_id": "thr-ada", "message_id_header": "<ada-1@example.com>"}', greatest(date_trunc('day', now()), now() - interval '2 hours')),
   ('email', 'ack-ada-1', 'outbound', 'agent', 1, 1, 'T-ada-1', 'Re: Refund for order 1234', 'Thanks Ada, a person from our team will follow up on your refund.', NULL, '{}', greatest(date_trunc('day', now()), now() - interval '2 hours') + interval '2 seconds'),
-  ('whatsapp', 'SMada2', 'inbound', 'customer', 1, 1, NULL, NULL, 'Any news on my refund? Still waiting.', -0.2, '{"profile_name": "Ada"}', greatest(date_trunc('day', now()), now() - interval '30 minutes')),
+  ('whatsapp', 'SMada2', 'inbound', 'customer', 1, 1, NULL, NULL, 'Any news on my refund? Still waiting.', -0.2, '{"profile_name": "Ada", "sender": ["+15550100100"]}', greatest(date_trunc('day', now()), now() - interval '30 minutes')),
   ('whatsapp', 'SMgrace1', 'inbound', 'customer', 2, 2, 'T-grace-1', NULL, 'I need to talk to a human agent please', 0.1, '{"profile_name": "Grace"}', greatest(date_trunc('day', now()), now() - interval '90 minutes')),
-  ('email', 'gm-linus-1', 'inbound', 'customer', 4, 3, 'T-linus-1', 'Where is my parcel?', 'Where is my parcel? Tracking says nothing.', 0.0, '{"thread_id": "thr-linus"}', greatest(date_trunc('day', now()), now() - interval '1 hour')),
+  ('email', 'gm-linus-1', 'inbound', 'customer', 4, 3, 'T-linus-1', 'Where is my parcel?', 'Where is my parcel? Tracking says nothing.', 0.0, '{"sender": ["linus@example.net"], "message_id_header": "<linus-1@example.net>"}', greatest(date_trunc('day', now()), now() - interval '1 hour')),
   ('email', 'out-linus-1', 'outbound', 'agent', 4, 3, 'T-linus-1', 'Re: Where is my parcel?', 'You can track your order from your account page.', NULL, '{}', greatest(date_trunc('day', now()), now() - interval '1 hour') + interval '4 seconds');
 
 INSERT INTO escalations (id, customer_id, conversation_id, ticket_id, inbound_key, channel, reason, detail, priority, status, created_at) VALUES
@@ -43,10 +43,10 @@ INSERT INTO escalations (id, customer_id, conversation_id, ticket_id, inbound_ke
   (2, 2, 2, 'T-grace-1', 'whatsapp:SMgrace1', 'whatsapp', 'human_requested', 'asked for a person', 'high', 'open', greatest(date_trunc('day', now()), now() - interval '90 minutes'));
 SELECT setval('escalations_id_seq', 100);
 
-INSERT INTO reply_outbox (inbound_key, kind, channel, customer_id, recipient, body, status, created_at, sent_at, last_error) VALUES
-  ('email:gm-linus-1', 'agent', 'email', 4, 'linus@example.net', 'You can track your order from your account page.', 'sent', greatest(date_trunc('day', now()), now() - interval '1 hour'), greatest(date_trunc('day', now()), now() - interval '1 hour'), NULL),
-  ('email:gm-ada-1', 'escalation_ack', 'email', 1, 'ada@example.com', 'Thanks Ada, a person will follow up.', 'sent', greatest(date_trunc('day', now()), now() - interval '2 hours'), greatest(date_trunc('day', now()), now() - interval '2 hours'), NULL),
-  ('whatsapp:SMgrace1', 'escalation_ack', 'whatsapp', 2, '+15550100200', 'A person will follow up.', 'parked', greatest(date_trunc('day', now()), now() - interval '90 minutes'), NULL, 'HTTP 503 from Twilio');
+INSERT INTO reply_outbox (inbound_key, kind, channel, customer_id, recipient, body, status, created_at, sent_at, last_error, payload) VALUES
+  ('email:gm-linus-1', 'agent', 'email', 4, 'linus@example.net', 'You can track your order from your account page.', 'sent', greatest(date_trunc('day', now()), now() - interval '1 hour'), greatest(date_trunc('day', now()), now() - interval '1 hour'), NULL, '{"thread_id": "thr-linus"}'),
+  ('email:gm-ada-1', 'escalation_ack', 'email', 1, 'ada@example.com', 'Thanks Ada, a person will follow up.', 'sent', greatest(date_trunc('day', now()), now() - interval '2 hours'), greatest(date_trunc('day', now()), now() - interval '2 hours'), NULL, '{}'),
+  ('whatsapp:SMgrace1', 'escalation_ack', 'whatsapp', 2, 'whatsapp:+15550100200', 'A person will follow up.', 'parked', greatest(date_trunc('day', now()), now() - interval '90 minutes'), NULL, 'HTTP 503 from Twilio', '{}');
 
 INSERT INTO metric_windows (channel, window_start, window_end, received, replied, escalated, first_response_p50_ms, first_response_p95_ms, sentiment_mean) VALUES
   ('email', date_trunc('minute', now()) - interval '10 minutes', date_trunc('minute', now()) - interval '9 minutes', 4, 3, 1, 900, 2100, 0.1),

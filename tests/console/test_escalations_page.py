@@ -31,7 +31,7 @@ def test_messages_since_the_escalation_span_channels(console_env):
     shown = texts(at)
     assert "I want a refund for order 1234" in shown  # the triggering email
     assert "Any news on my refund? Still waiting." in shown  # later, on WhatsApp
-    assert "Goes by **whatsapp** to **+15550100100**" in shown  # the channel last used
+    assert "Goes by **whatsapp** to **whatsapp:+15550100100**" in shown  # the channel last used
     assert "The customer was told" in shown and "a person will follow up" in shown
 
 
