@@ -6,8 +6,9 @@ every accepted message answered exactly once.
     .venv/bin/python -m loadtests.chaos --scenario flow-kill --messages 300 --rate 20
     .venv/bin/python -m loadtests.chaos --scenario kafka-restart
 
-It runs its own `fte ingress`, `fte flow` and `fte dispatch` (and `fte sandbox` for WhatsApp)
-on a fresh topic prefix and recovery directory, against the stack of the current settings.
+It runs its own `fte sandbox` (local Gmail/Twilio APIs), `fte ingress`, `fte flow` and
+`fte dispatch` on a fresh topic prefix and recovery directory, against the stack of the
+current settings (set up first with `fte up --no-services`).
 Run it on a stack of its own so nobody else's Kafka is stopped, e.g.
 `FTE_DATA_DIR=.fte/chaos FTE_KAFKA_PORT=39092 FTE_KAFKA_CONTROLLER_PORT=39093 FTE_PG_PORT=39432`.
 
@@ -41,6 +42,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from fte.commands.sandbox import sandbox_environment
 from fte.settings import Settings
 from fte.stack.kafka import EmbeddedKafka
 from loadtests.payloads import (
@@ -79,16 +81,24 @@ class Service:
 
     def start(self) -> None:
         self.starts += 1
-        log = (self.log_dir / f"{self.name}.log").open("ab")
+        log = self.log_path.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *self.argv], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
         print(f"  started {self.name} (pid {self.proc.pid}): fte {' '.join(self.argv)}", flush=True)
 
-    def kill9(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            print(f"  killed -9 {self.name} (pid {self.proc.pid})", flush=True)
+    def kill9(self) -> bool:
+        """SIGKILL the process; False when it was not running (no fault was injected)."""
+        if not self.alive():
+            print(f"  {self.name} was not running: nothing to kill (see {self.log_path})", flush=True)
+            return False
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        print(f"  killed -9 {self.name} (pid {self.proc.pid})", flush=True)
+        return True
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"{self.name}.log"
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -275,18 +285,19 @@ def inject_faults(scenario: str, traffic: Traffic, flow: Service, kafka: Embedde
         mark = traffic.total * n // (kills + 1)
         while traffic.sent < mark and not traffic.finished:
             time.sleep(0.1)
-        at = time.time()
+        at, after = time.time(), traffic.sent
         if scenario == "flow-kill":
-            flow.kill9()
+            injected = flow.kill9()
             time.sleep(down_s)
             flow.start()
         else:
             print("  stopping kafka", flush=True)
+            injected = kafka.pid() is not None
             kafka.stop()
             time.sleep(down_s)
             kafka.start()
             print("  kafka is back", flush=True)
-        log.append({"fault": scenario, "after_messages": traffic.sent, "at": at,
+        log.append({"fault": scenario, "injected": injected, "after_messages": after, "at": at,
                     "down_s": round(time.time() - at, 1)})
 
 
@@ -300,8 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="messages per second")
     parser.add_argument("--kills", type=int, default=2, help="faults injected during the run")
     parser.add_argument("--down", type=float, default=3.0, help="seconds a victim stays down")
-    parser.add_argument("--channels", default="web",
-                        help="comma list of web,whatsapp (whatsapp needs `fte sandbox`)")
+    parser.add_argument("--channels", default="web,whatsapp", help="comma list of web,whatsapp")
     parser.add_argument("--settle", type=float, default=180.0,
                         help="seconds to wait for the last replies after traffic ends")
     args = parser.parse_args(argv)
@@ -314,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Settings()
     if args.scenario == "kafka-restart" and not base.embedded_kafka:
         parser.error("kafka-restart stops the embedded broker; KAFKA_BOOTSTRAP_SERVERS is set")
-    needed = {"ingress", "flow", "dispatch"} | ({"sandbox"} if "whatsapp" in channels else set())
+    needed = {"ingress", "flow", "dispatch", "sandbox"}
     missing = needed - available_subcommands()
     if missing:
         print(f"cannot run: `fte` has no {', '.join(sorted(missing))} subcommand(s) yet")
@@ -335,11 +345,14 @@ def main(argv: list[str] | None = None) -> int:
         "RATE_LIMIT_PER_IP": "1000000/minute",
         "RATE_LIMIT_PER_IDENTITY": "1000/minute",
     }
-    sandbox_url = None
-    if "whatsapp" in channels:
-        sandbox_port = free_port()
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        env.update(SANDBOX_PORT=str(sandbox_port), TWILIO_API_BASE=sandbox_url)
+    # The local Gmail/Twilio servers stand in for the channel APIs the dispatcher calls.
+    sandbox_port = free_port()
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env["SANDBOX_PORT"] = str(sandbox_port)
+    for key in ("TWILIO_API_BASE", "GMAIL_DISCOVERY_URL", "GMAIL_PUSH_VERIFICATION_TOKEN"):
+        env.pop(key, None)
+    settings = Settings(**{k: v for k, v in env.items() if k in Settings.model_fields})
+    env.update(sandbox_environment(settings))
     settings = Settings(**{k: v for k, v in env.items() if k in Settings.model_fields})
 
     print(f"chaos run {run_id}: {args.scenario} x{args.kills}, {args.messages} messages at "
@@ -347,13 +360,14 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([sys.executable, "-m", "fte.cli", "up", "--no-services"], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     services = {name: Service(name, [name], env, run_dir)
-                for name in (["sandbox"] if sandbox_url else []) + ["ingress", "flow", "dispatch"]}
+                for name in ("sandbox", "ingress", "flow", "dispatch")}
     kafka = EmbeddedKafka(settings) if args.scenario == "kafka-restart" else None
     faults: list[dict] = []
     try:
         for service in services.values():
             service.start()
         _wait_for_ingress(f"http://127.0.0.1:{ingress_port}", services["ingress"])
+        _require_running(services.values(), settle_s=5.0)
         traffic = Traffic(f"http://127.0.0.1:{ingress_port}", settings, channels, args.messages,
                           args.rate)
         sender = threading.Thread(target=traffic.run, name="traffic")
@@ -377,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "messages": args.messages, "accepted": len(traffic.accepted), "gave_up": traffic.gave_up,
         "flow_starts": services["flow"].starts, **result,
         "pass": result["checked"] == len(traffic.accepted) and result.get("failed", 0) == 0
-                and traffic.gave_up == 0,
+                and traffic.gave_up == 0 and all(f["injected"] for f in faults),
     }
     for failure in result["failures"]:
         print(f"  FAIL {failure['key']}: {'; '.join(failure['problems'])}")
@@ -388,11 +402,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if summary["pass"] else 1
 
 
+def _require_running(services, settle_s: float) -> None:
+    """Every service survived its start-up; otherwise there is nothing to test."""
+    time.sleep(settle_s)
+    dead = [s for s in services if not s.alive()]
+    if dead:
+        tails = "\n".join(f"--- {s.name}:\n{s.log_path.read_text(errors='replace')[-2000:]}" for s in dead)
+        raise SystemExit(f"exited during start-up: {', '.join(s.name for s in dead)}\n{tails}")
+
+
 def _wait_for_ingress(url: str, ingress: Service, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not ingress.alive():
-            raise SystemExit(f"fte ingress exited; see {ingress.log_dir / 'ingress.log'}")
+            raise SystemExit(f"fte ingress exited; see {ingress.log_path}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
