@@ -2,7 +2,8 @@
 
     channel.{email,whatsapp,web}.inbound ─ parse ─┬─ invalid ─────────> deadletter topic + table
                                                   └─ by identifier: resolve customer (cached)
-        ─ by customer: sentiment + trend ─ batch handler (sinks/support_store.py):
+        ─ by customer: sentiment + trend ─ gathered into batches (<= FLOW_BATCH_WAIT_MS)
+        ─ batch handler (sinks/support_store.py):
               takeover / escalation policy / agent (thread pool) / formatting
               -> Postgres (messages, tickets, escalations, outbox, kb_lookups, flow_progress)
         ─ SupportEvents -> support.events, Escalations -> support.escalations
@@ -20,6 +21,7 @@ handled (messages.handled_at) and every write is idempotent, so a replay sends n
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Callable
 
 import bytewax.operators as op
@@ -33,6 +35,7 @@ from flows.support_steps import Inbound, Work, parse_inbound
 from schema.events import DeadLetter, Escalation, SupportEvent
 
 FLOW_NAME = "support"
+BATCH_BUCKETS = 4  # batching keys: at most this many workers share the handler work
 
 
 def dead_letter_message(dead: DeadLetter) -> KafkaSinkMessage[bytes, bytes]:
@@ -68,7 +71,8 @@ def sentiment_step(trend: Trend | None, item: tuple[int, Inbound]) -> tuple[Tren
 def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
                handler: Callable[[list[Work]], list[Any]], events: Sink, escalations: Sink,
                dead_letters_db: Sink, dead_letters_topic: Sink, fold_gmail: bool = False,
-               region: str = "US") -> Dataflow:
+               region: str = "US", batch_size: int = 500,
+               batch_wait: timedelta = timedelta(milliseconds=50)) -> Dataflow:
     flow = Dataflow(FLOW_NAME)
     raw = op.input("inbound_in", flow, source)
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, fold_gmail=fold_gmail, region=region))
@@ -82,7 +86,12 @@ def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
     by_customer = op.key_on("by_customer", op.map("customer_of", resolved, lambda kv: kv[1]),
                             lambda cv: str(cv[0]))
     work = op.map("work", op.stateful_map("sentiment", by_customer, sentiment_step), lambda kv: kv[1])
-    out = op.flat_map_batch("handle", work, handler)
+    # Gather work into larger batches: one handler call (two transactions, one agent round)
+    # per batch instead of one per tiny upstream batch. A customer always maps to the same
+    # bucket, so their messages stay in order; buckets spread batches over the workers.
+    buckets = op.key_on("by_bucket", work, lambda w: str(w.customer_id % BATCH_BUCKETS))
+    batches = op.collect("gather", buckets, timeout=batch_wait, max_size=batch_size)
+    out = op.flat_map("handle", batches, lambda kv: handler(kv[1]))
     is_escalation = op.branch("is_escalation", out, lambda e: isinstance(e, Escalation))
     op.output("escalations_out", op.map("escalation_msg", is_escalation.trues, event_message), escalations)
     op.output("events_out", op.map("event_msg", is_escalation.falses, event_message), events)
@@ -120,6 +129,8 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
                                      "dead_letters"),
         dead_letters_topic=KafkaSink(brokers, topic_name(DEADLETTER, prefix), add_config=producer),
         fold_gmail=settings.EMAIL_FOLD_GMAIL_DOTS, region=settings.DEFAULT_PHONE_REGION,
+        batch_size=settings.FLOW_BATCH_SIZE,
+        batch_wait=timedelta(milliseconds=settings.FLOW_BATCH_WAIT_MS),
     )
 
 

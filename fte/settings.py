@@ -87,7 +87,8 @@ class Settings(BaseSettings):
     RECOVERY_DIR: Path | None = None  # default: FTE_DATA_DIR / "recovery"
     RECOVERY_SNAPSHOT_S: float = 5.0
     RECOVERY_BACKUP_S: float = 0.0
-    FLOW_BATCH_SIZE: int = 500  # support flow: Kafka messages per partition read (one handler batch)
+    FLOW_BATCH_SIZE: int = 500  # support flow: Kafka messages per partition read / handler batch
+    FLOW_BATCH_WAIT_MS: float = 50.0  # longest a message waits to be batched with others
     # Reply dispatcher: failures in a row that open a channel's circuit, and how long it stays
     # open before one probe; retry backoff for parked replies; lease of a claimed row.
     DISPATCH_BREAKER_FAILURES: int = 5

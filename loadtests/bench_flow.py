@@ -107,7 +107,8 @@ def figures(db: str, tag: str) -> dict:
 def run_flow(env: dict, bootstrap: str, prefix: str, msgs, rate: float, db: str, tag: str) -> dict:
     proc = subprocess.Popen([sys.executable, "-m", "fte.cli", "flow"], cwd=REPO,
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=None if os.environ.get("BENCH_FLOW_LOG_LEVEL") else subprocess.DEVNULL,
+                            start_new_session=True)
     try:
         time.sleep(3)  # start-up (imports, KB index) is not part of the figure
         produce(bootstrap, prefix, msgs, rate)
@@ -192,7 +193,7 @@ def main() -> None:
             ensure_topics(base.kafka_bootstrap, prefix)
             env = {"DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": base.kafka_bootstrap,
                    "TOPIC_PREFIX": prefix, "RECOVERY_DIR": recovery, "FLOW_WORKERS": str(args.workers),
-                   "LOG_LEVEL": "WARNING", "OPENAI_API_KEY": ""}
+                   "LOG_LEVEL": os.environ.get("BENCH_FLOW_LOG_LEVEL", "WARNING"), "OPENAI_API_KEY": ""}
             results["bytewax flow"] = run_flow(env, base.kafka_bootstrap, prefix,
                                                messages(args.messages, args.customers, "flow"),
                                                args.rate, db, "flow")

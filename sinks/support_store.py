@@ -16,6 +16,7 @@ Returns the SupportEvents and Escalations to publish. Every write is idempotent
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Sequence
@@ -111,13 +112,19 @@ class SupportHandler:
 
     # --- the batch ----------------------------------------------------------------------------
     def handle(self, batch: list[Work]) -> list[Any]:
+        started = time.monotonic()
         conn = self._conn()
         with conn.transaction():
             ctx = self._prepare(conn, batch)
+        prepared = time.monotonic()
         outcomes = self._decide(ctx)
+        decided = time.monotonic()
         with conn.transaction():
             out = self._write(conn, ctx, outcomes)
             self._progress(conn, batch)
+        log.debug("support.batch", messages=len(batch), prepare_ms=round((prepared - started) * 1000),
+                  decide_ms=round((decided - prepared) * 1000),
+                  write_ms=round((time.monotonic() - decided) * 1000))
         return out
 
     def _prepare(self, conn: psycopg.Connection, batch: list[Work]) -> dict:
