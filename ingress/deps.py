@@ -54,7 +54,8 @@ class Services:
 
 def open_pool(settings: Settings) -> AsyncConnectionPool:
     return AsyncConnectionPool(
-        settings.database_url, min_size=1, max_size=settings.INGRESS_DB_POOL_SIZE,
+        settings.database_url, min_size=min(4, settings.INGRESS_DB_POOL_SIZE),
+        max_size=settings.INGRESS_DB_POOL_SIZE,
         kwargs={"row_factory": dict_row, "autocommit": False}, open=False, name="ingress",
     )
 

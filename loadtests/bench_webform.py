@@ -6,7 +6,7 @@ then POSTs valid /support/submit requests from N concurrent clients. Each 202 me
 ticket row is committed and Kafka acknowledged the event, so the request latency is the
 latency to Kafka ack. Prints one summary line and a JSON object.
 
-  .venv/bin/python -m loadtests.bench_webform --requests 3000 --concurrency 32
+  .venv/bin/python -m loadtests.bench_webform --requests 3000 --concurrency 16
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= 100_000 or not 1 <= args.concurrency <= 512:
