@@ -49,7 +49,8 @@ async def read_health(services: ServicesDep) -> JSONResponse:
     }
     body = HealthPublic(
         status="ok" if kafka_ok and pg_ok else "degraded",
-        kafka={"ok": kafka_ok, "bootstrap": settings.kafka_bootstrap},
+        kafka={"ok": kafka_ok, "bootstrap": settings.kafka_bootstrap,
+               "producer_connected": not services.publisher.brokers_down},
         postgres={"ok": pg_ok, **({"error": pg["error"]} if "error" in pg else {})},
         channels=channels,
     )
