@@ -170,6 +170,9 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=300)
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
+    from fte.logs import configure_logging
+
+    configure_logging(os.environ.get("BENCH_FLOW_LOG_LEVEL", "WARNING"))
 
     base = Settings()
     parts = urlsplit(base.database_url)
