@@ -100,7 +100,7 @@ def test_locust_refuses_a_host_other_than_loopback():
 
 def test_locust_refuses_the_unbounded_web_ui():
     result = subprocess.run(
-        [str(LOCUST), "-f", str(LOCUSTFILE), "--web-port", str(_free_port()), "--host",
+        [str(LOCUST), "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1", "--web-port", str(_free_port()), "--host",
          "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert result.returncode != 0
     assert "--headless" in result.stdout + result.stderr
