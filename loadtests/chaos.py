@@ -154,34 +154,38 @@ class Traffic:
                 channel = self.channels[i % len(self.channels)]
                 self.sent += 1
                 if channel == "web":
-                    payload = web_submission(rng, questions)
-                    key = self._deliver(client, retry_for_s, lambda: client.post(SUBMIT_PATH, json=payload),
-                                        lambda r: f"web:{r.json()['ticket_id']}", 202)
+                    request = client.build_request("POST", SUBMIT_PATH,
+                                                   json=web_submission(rng, questions))
+                    key = self._deliver(client, request, 202, retry_for_s)
+                    key = key and f"web:{key.json()['ticket_id']}"
                 else:
-                    form = whatsapp_form(rng, questions, account_sid=self.settings.TWILIO_ACCOUNT_SID,
+                    form = whatsapp_form(rng, questions,
+                                         account_sid=self.settings.TWILIO_ACCOUNT_SID,
                                          to=self.settings.TWILIO_WHATSAPP_FROM)
-                    headers = {"X-Twilio-Signature": twilio_signature(token, signed_url, form)}
-                    key = self._deliver(client, retry_for_s,
-                                        lambda: client.post(WHATSAPP_PATH, data=form, headers=headers),
-                                        lambda r: f"whatsapp:{form['MessageSid']}", 200)
+                    signature = twilio_signature(token, signed_url, form)
+                    request = client.build_request("POST", WHATSAPP_PATH, data=form,
+                                                   headers={"X-Twilio-Signature": signature})
+                    key = self._deliver(client, request, 200, retry_for_s)
+                    key = key and f"whatsapp:{form['MessageSid']}"
                 if key is None:
                     self.gave_up += 1
                 else:
                     self.accepted.append(key)
                 time.sleep(max(0.0, 1.0 / self.rate - (time.monotonic() - started)))
 
-    def _deliver(self, client, retry_for_s, send, key_of, ok_status) -> str | None:
+    def _deliver(self, client: httpx.Client, request: httpx.Request, ok_status: int,
+                 retry_for_s: float) -> httpx.Response | None:
         """Retry like Twilio and a browser do, until accepted or the retry window closes."""
         deadline = time.monotonic() + retry_for_s
         while time.monotonic() < deadline:
             try:
-                response = send()
+                response = client.send(request)
             except httpx.HTTPError as exc:
                 self.refusals[type(exc).__name__] += 1
                 time.sleep(1.0)
                 continue
             if response.status_code == ok_status:
-                return key_of(response)
+                return response
             self.refusals[str(response.status_code)] += 1
             if response.status_code not in RETRYABLE:
                 print(f"  not retryable: {response.status_code} {response.text[:200]}", flush=True)

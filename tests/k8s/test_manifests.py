@@ -145,10 +145,10 @@ def test_every_extension_the_migrations_need_exists_before_they_run():
     """`fte migrate` runs as the database owner, not a superuser: extensions come from bootstrap."""
     [cluster] = _of_kind("Cluster")
     bootstrap_sql = " ".join(cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"])
-    created = set(re.findall(r"CREATE EXTENSION IF NOT EXISTS (\w+)", bootstrap_sql, re.I))
+    created = set(re.findall(r"CREATE EXTENSION IF NOT EXISTS (\w+)", bootstrap_sql, re.IGNORECASE))
     needed = set()
     for migration in sorted((REPO / "schema" / "migrations").glob("*.sql")):
-        needed |= set(re.findall(r"CREATE EXTENSION(?: IF NOT EXISTS)? \"?(\w+)", migration.read_text(), re.I))
+        needed |= set(re.findall(r"CREATE EXTENSION(?: IF NOT EXISTS)? \"?(\w+)", migration.read_text(), re.IGNORECASE))
     assert needed and needed <= created, needed - created
 
 
@@ -258,9 +258,9 @@ def test_workloads_are_locked_down_and_sized():
 
 def test_dockerfile_builds_the_image_the_manifests_run():
     text = (K8S / "Dockerfile").read_text()
-    assert re.findall(r"^FROM (\S+)", text, re.M) == ["python:3.11-slim", "python:3.11-slim"]
+    assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["python:3.11-slim", "python:3.11-slim"]
     assert "pip install /wheels/*.whl" in text and "pip wheel" in text
-    user = re.search(r"^USER (\d+)", text, re.M).group(1)
+    user = re.search(r"^USER (\d+)", text, re.MULTILINE).group(1)
     assert int(user) == 10001
     assert "ENV" in text and "HOME=/tmp" in text  # readOnlyRootFilesystem, /tmp is an emptyDir
 
