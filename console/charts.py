@@ -79,6 +79,8 @@ def p95_with_target(df: pd.DataFrame, channel: str, target_s: float, alert_s: fl
 
 
 def duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
     if seconds < 3600:

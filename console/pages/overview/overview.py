@@ -14,6 +14,8 @@ st.title("Overview")
 def _fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return "–"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     if seconds < 3600:
