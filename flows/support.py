@@ -21,8 +21,9 @@ handled (messages.handled_at) and every write is idempotent, so a replay sends n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
@@ -102,7 +103,13 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
     """Production wiring: Kafka in and out, Postgres, the configured agent."""
     from flows.agent import build_agent
     from flows.policy import load_policy
-    from schema.topics import DEADLETTER, ESCALATIONS, INBOUND_BY_CHANNEL, SUPPORT_EVENTS, topic_name
+    from schema.topics import (
+        DEADLETTER,
+        ESCALATIONS,
+        INBOUND_BY_CHANNEL,
+        SUPPORT_EVENTS,
+        topic_name,
+    )
     from sinks.metrics_store import PostgresSink
     from sinks.support_store import SupportHandler, write_dead_letters_with_progress
 

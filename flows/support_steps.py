@@ -7,9 +7,10 @@ The wiring is in flows/support.py, the Postgres side in sinks/support_store.py.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from flows.sentiment import Trend
 from schema.events import (
@@ -63,15 +64,15 @@ def parse_inbound(msg: Any, *, fold_gmail: bool = False, region: str = "US") -> 
         return DeadLetter.for_raw(source_topic=m.topic or "?", raw=m.value, key=m.key,
                                   partition=m.partition, offset=m.offset,
                                   reason=f"kafka error: {msg.err}")
-    where = dict(source_topic=msg.topic or "?", raw=msg.value, key=msg.key,
-                 partition=msg.partition, offset=msg.offset)
+    where = {"source_topic": msg.topic or "?", "raw": msg.value, "key": msg.key,
+             "partition": msg.partition, "offset": msg.offset}
     if not msg.value:
         return DeadLetter.for_raw(reason="empty message", **where)
     if len(msg.value) > MAX_EVENT_BYTES:
         return DeadLetter.for_raw(reason=f"message larger than {MAX_EVENT_BYTES} bytes", **where)
     try:
         event = parse_event(InboundMessage, msg.value)
-    except Exception as exc:  # every decoding failure is a dead letter with its reason
+    except Exception as exc:  # noqa: BLE001 -- every decoding failure is a dead letter with its reason
         return DeadLetter.for_raw(reason=describe_error(exc), **where)
     expected = (msg.topic or "").rsplit(".", 2)
     if len(expected) == 3 and expected[1] in {"email", "whatsapp", "web"} \

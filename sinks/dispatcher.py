@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Callable
 
 import psycopg
 from psycopg.rows import dict_row
@@ -101,7 +101,7 @@ class Dispatcher:
         self.threads: list[threading.Thread] = []
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "Dispatcher":
+    def start(self) -> Dispatcher:
         self.threads = [threading.Thread(target=self._listen, name="outbox-listen", daemon=True)]
         self.threads += [threading.Thread(target=self._channel_loop, args=(c,), name=f"outbox-{c}",
                                           daemon=True) for c in self.sender_factories]
@@ -150,7 +150,7 @@ class Dispatcher:
                     wait = self.sweep_s if limit else min(self.sweep_s, breaker.wait_s() or self.sweep_s)
                     self.wake[channel].wait(wait)
                     self.wake[channel].clear()
-            except Exception as exc:  # a broken connection or sender: rebuild and carry on
+            except Exception as exc:  # noqa: BLE001 -- a broken connection or sender: rebuild, carry on
                 log.error("dispatcher.loop_error", channel=channel, error=str(exc))
                 if conn is not None:
                     conn.close()
@@ -206,7 +206,7 @@ class Dispatcher:
             log.error("dispatcher.failed", channel=channel, outbox_id=row["id"], error=str(exc))
             self._event(SupportEventKind.FAILED, row, str(exc))
             return
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- any other failure: park and retry later
             breaker.failure()
             delay = min(self.retry_max_s, self.retry_base_s * 2 ** max(0, row["attempts"] - 1))
             conn.execute("UPDATE reply_outbox SET status = 'parked', last_error = %s, "
@@ -232,7 +232,7 @@ class Dispatcher:
                                       inbound_key=row["inbound_key"], customer_id=row["customer_id"],
                                       ticket_id=row["ticket_id"], occurred_at=datetime.now(UTC),
                                       reply_kind=row["kind"], reason=reason))
-        except Exception as exc:  # metrics are best effort; the delivery itself is recorded
+        except Exception as exc:  # noqa: BLE001 -- metrics are best effort; the delivery is recorded
             log.warning("dispatcher.event_failed", error=str(exc))
 
 

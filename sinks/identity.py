@@ -10,7 +10,7 @@ transaction. Concurrent workers are serialised per identifier by an advisory loc
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -106,7 +106,7 @@ def merge_customers(conn: psycopg.Connection, *, survivor: int, merged: int, rea
                      (f"merged into escalation {survivor_active[0]}", merged))
     for table in ("conversations", "messages", "tickets", "escalations", "reply_outbox",
                   "customer_identifiers"):
-        cur = conn.execute(f"UPDATE {table} SET customer_id = %s WHERE customer_id = %s",  # noqa: S608
+        cur = conn.execute(f"UPDATE {table} SET customer_id = %s WHERE customer_id = %s",
                            (survivor, merged))
         moved[table] = cur.rowcount
     conn.execute("UPDATE customers SET merged_into = %s, updated_at = now() WHERE id = %s",

@@ -9,7 +9,7 @@ history read it); the dispatcher (`sinks/dispatcher.py`) delivers the row.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import psycopg
 from psycopg.types.json import Jsonb

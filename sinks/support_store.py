@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Sequence
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -102,13 +103,22 @@ class SupportHandler:
     def __call__(self, batch: list[Work]) -> list[Any]:
         if not batch:
             return []
-        try:
-            return self.handle(batch)
-        except psycopg.OperationalError:
-            conn = getattr(self._local, "conn", None)
-            if conn is not None:
-                conn.close()
-            raise
+        for attempt in range(3):
+            try:
+                return self.handle(batch)
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected,
+                    psycopg.errors.SerializationFailure) as exc:
+                # A concurrent batch (another worker holding a just-merged customer) got there
+                # first; both transactions rolled back cleanly, so re-read and try again.
+                if attempt == 2:
+                    raise
+                log.warning("support.batch_retry", error=str(exc), messages=len(batch))
+            except psycopg.OperationalError:
+                conn = getattr(self._local, "conn", None)
+                if conn is not None:
+                    conn.close()
+                raise
+        return []
 
     # --- the batch ----------------------------------------------------------------------------
     def handle(self, batch: list[Work]) -> list[Any]:
@@ -329,7 +339,7 @@ class SupportHandler:
             if hasattr(self.agent, "respond_many"):
                 return list(self.agent.respond_many(reqs))
             return [self.agent.respond(r) for r in reqs]
-        except Exception as exc:  # the agent failing must not lose the message: a person takes it
+        except Exception as exc:  # noqa: BLE001 -- an agent failure must not lose the message: escalate
             log.error("support.agent_failed", error=str(exc), messages=len(reqs))
             return [AgentResult("escalate", "agent unavailable", EscalationReason.AGENT)
                     for _ in reqs]

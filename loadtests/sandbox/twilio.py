@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 router = APIRouter()

@@ -14,9 +14,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import psycopg
@@ -27,8 +27,19 @@ from schema.events import Channel, Identifier, IdentifierKind, InboundMessage
 
 REPO = Path(__file__).resolve().parents[2]
 
-__all__ = ["channel_apis", "flow_env", "FlowProcess", "publish", "inbound", "wait_for",
-           "query", "dispatcher", "sandbox_get", "whatsapp_sent", "REPO"]
+__all__ = [
+    "REPO",
+    "FlowProcess",
+    "channel_apis",
+    "dispatcher",
+    "flow_env",
+    "inbound",
+    "publish",
+    "query",
+    "sandbox_get",
+    "wait_for",
+    "whatsapp_sent",
+]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +90,8 @@ class FlowProcess:
         self.log = log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "FlowProcess":
-        out = open(self.log, "ab") if self.log else subprocess.DEVNULL
+    def start(self) -> FlowProcess:
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 -- child keeps it
         self.proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *self.argv], env=self.env,
                                      cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)

@@ -3,15 +3,21 @@ the outbox dispatcher, and the local Gmail/Twilio API servers (through the real 
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 
 import pytest
-
-from support_harness import *  # noqa: F403  fixtures and helpers
-from support_harness import (FlowProcess, dispatcher, inbound, publish, query, sandbox_get, wait_for,
-                              whatsapp_sent)
+from support_harness import *
+from support_harness import (
+    FlowProcess,
+    dispatcher,
+    inbound,
+    publish,
+    query,
+    sandbox_get,
+    wait_for,
+    whatsapp_sent,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -161,7 +167,7 @@ def test_human_takeover_then_resolve(running, channel_apis):
               inbound("whatsapp", "and how long does delivery take", phone=phone)]
     publish(running, follow)
     for m in follow:
-        row = wait_for(lambda: handled(running, m.inbound_key), 60, message="follow-up handled")
+        row = wait_for(lambda m=m: handled(running, m.inbound_key), 60, message="follow-up handled")
         assert row["handled_as"] == "attached" and row["escalation_id"] == esc["id"]
     kinds = [r["kind"] for r in query(running["DATABASE_URL"], "SELECT kind FROM reply_outbox WHERE "
                                       "inbound_key = ANY(%s)", ([m.inbound_key for m in follow],))]

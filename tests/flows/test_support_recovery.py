@@ -15,8 +15,7 @@ from collections import Counter
 
 import httpx
 import pytest
-
-from support_harness import *  # noqa: F403  fixtures and helpers
+from support_harness import *
 from support_harness import FlowProcess, dispatcher, inbound, publish, query, sandbox_get, wait_for
 
 pytestmark = pytest.mark.timeout(600)
@@ -130,9 +129,11 @@ def test_twilio_outage_parks_whatsapp_while_others_flow(flow_env, channel_apis, 
         assert len(during) == 5 and all(r["status"] != "sent" for r in during)
         assert any(r["attempts"] >= 1 for r in during)
         assert sender.breakers["whatsapp"].state in ("open", "half-open")
-        rows = wait_for(lambda: (lambda rs: rs if all(r["status"] == "sent" for r in rs) else None)(
-            query(env["DATABASE_URL"], "SELECT * FROM reply_outbox WHERE inbound_key = ANY(%s)",
-                  (wa_keys,))), 60, message="parked WhatsApp replies sent after recovery")
+        def all_sent():
+            rs = query(env["DATABASE_URL"], "SELECT * FROM reply_outbox WHERE inbound_key = ANY(%s)",
+                       (wa_keys,))
+            return rs if all(r["status"] == "sent" for r in rs) else None
+        rows = wait_for(all_sent, 60, message="parked WhatsApp replies sent after recovery")
         assert len(rows) == 5
         twilio = sandbox_get(channel_apis, "/_sandbox/twilio/sent")["messages"]
         for r in rows:
