@@ -72,3 +72,14 @@ def test_development_password_is_created_once_with_owner_only_permissions(tmp_pa
     production = Settings(FTE_DATA_DIR=tmp_path, ENVIRONMENT="production", DATABASE_URL="postgresql://x/y",
                           KAFKA_BOOTSTRAP_SERVERS="k:9092", TWILIO_AUTH_TOKEN="real-token")
     assert auth.DEV_USER not in auth.load_users(production)
+
+
+def test_sign_out_forgets_the_user_and_shows_the_login_form_again(console_env):
+    from console_apptest import open_page
+
+    at = open_page("overview")
+    at.switch_page("pages/account/sign_out.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert "console_user" not in at.session_state
+    assert "Log in" in [b.label for b in at.button] and not at.metric
