@@ -36,7 +36,7 @@ log = get_logger(__name__)
 
 CLAIM = """
 WITH due AS (
-    SELECT id, status AS prev_status FROM reply_outbox
+    SELECT id, status AS prev_status, claimed_at AS prev_claimed_at FROM reply_outbox
     WHERE channel = %(channel)s AND status IN ('pending', 'parked', 'sending')
       AND next_attempt_at <= now()
     ORDER BY next_attempt_at, id
@@ -47,7 +47,7 @@ UPDATE reply_outbox r
 SET status = 'sending', attempts = r.attempts + 1, claimed_at = now(),
     next_attempt_at = now() + make_interval(secs => %(lease)s)
 FROM due WHERE r.id = due.id
-RETURNING r.*, due.prev_status
+RETURNING r.*, due.prev_status, due.prev_claimed_at
 """
 
 
@@ -190,7 +190,11 @@ class Dispatcher:
             for index in range(done, len(parts)):
                 provider_id = None
                 if in_doubt and index == done:
-                    provider_id = sender.find_sent(row, index, parts[index])
+                    # Ids already recorded for this recipient cannot be this part.
+                    known = {r["id"] for r in conn.execute(
+                        "SELECT unnest(provider_message_ids) AS id FROM reply_outbox "
+                        "WHERE channel = %s AND recipient = %s", (channel, row["recipient"])).fetchall()}
+                    provider_id = sender.find_sent(row, index, parts[index], exclude=known)
                     if provider_id:
                         log.info("dispatcher.reconciled", channel=channel, outbox_id=row["id"], part=index)
                 if provider_id is None:

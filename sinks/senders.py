@@ -74,7 +74,7 @@ class GmailSender:
             raise
         return result["id"]
 
-    def find_sent(self, row: dict, part: int, text: str) -> str | None:
+    def find_sent(self, row: dict, part: int, text: str, exclude: set[str] = frozenset()) -> str | None:
         wanted = reply_message_id(row["inbound_key"], part, self.domain)
         users = self.service.users()
         found = users.messages().list(userId="me", labelIds=["SENT"], q=f"rfc822msgid:{wanted}",
@@ -106,11 +106,16 @@ class TwilioSender:
                 raise PermanentSendError(f"twilio {exc.status}: {exc.msg}") from exc
             raise
 
-    def find_sent(self, row: dict, part: int, text: str) -> str | None:
-        """A message to the recipient with this body, created since the row, not yet counted."""
-        since: datetime = row["created_at"] - timedelta(seconds=5)
-        known = set(row["provider_message_ids"] or [])
-        for m in self.client.messages.list(to=row["recipient"], from_=self.sender, limit=100):
+    def find_sent(self, row: dict, part: int, text: str, exclude: set[str] = frozenset()) -> str | None:
+        """A message to the recipient with this body, created during the in-doubt attempt,
+        whose sid no outbox row has recorded. Twilio has no idempotency key; the attempt's
+        time window plus the recorded sids tell identical replies to one customer apart."""
+        start = row.get("prev_claimed_at") or row["created_at"]
+        since: datetime = start - timedelta(seconds=2)  # date_created has 1 s resolution
+        known = set(row["provider_message_ids"] or []) | set(exclude)
+        oldest_first = reversed(list(self.client.messages.list(to=row["recipient"], from_=self.sender,
+                                                               limit=200)))
+        for m in oldest_first:
             created = m.date_created
             if m.body == text and m.sid not in known and (created is None or created >= since):
                 return m.sid
@@ -125,5 +130,5 @@ class WebSender:
     def send(self, row: dict, part: int, text: str) -> str:
         return f"web:{row['id']}"
 
-    def find_sent(self, row: dict, part: int, text: str) -> str | None:
+    def find_sent(self, row: dict, part: int, text: str, exclude: set[str] = frozenset()) -> str | None:
         return None

@@ -52,20 +52,25 @@ def count(env, sql, params=()) -> int:
 
 
 def test_kill_9_mid_stream_then_restart_handles_each_message_once(flow_env, channel_apis, tmp_path):
+    """Both `fte flow` and `fte dispatch` are killed with SIGKILL mid-way, then restarted."""
     env = {**flow_env, "FLOW_BATCH_SIZE": "100", "RECOVERY_SNAPSHOT_S": "2"}
     messages = make_messages(1000, 150)
     keys = [m.inbound_key for m in messages]
-    sender = dispatcher(env).start()
+    sender = FlowProcess(env, argv=("dispatch",), log=tmp_path / "dispatch.log").start()
     flow = FlowProcess(env, log=tmp_path / "flow.log").start()
     try:
         publish(env, messages)
         handled_sql = ("SELECT count(*) AS n FROM messages WHERE direction='inbound' "
                        "AND handled_at IS NOT NULL AND channel || ':' || channel_message_id = ANY(%s)")
-        wait_for(lambda: count(env, handled_sql, (keys,)) >= 250, 180, message="250 handled")
+        sent_sql = "SELECT count(*) AS n FROM reply_outbox WHERE status = 'sent' AND inbound_key = ANY(%s)"
+        wait_for(lambda: count(env, handled_sql, (keys,)) >= 250 and count(env, sent_sql, (keys,)) >= 50,
+                 180, message="250 handled, 50 sent")
         flow.kill9()
+        sender.kill9()
         at_kill = count(env, handled_sql, (keys,))
         assert at_kill < 1000, "the crash should come mid-stream"
         flow = FlowProcess(env, log=tmp_path / "flow.log").start()
+        sender = FlowProcess(env, argv=("dispatch",), log=tmp_path / "dispatch.log").start()
         wait_for(lambda: count(env, handled_sql, (keys,)) == 1000, 300, message="all 1000 handled")
         wait_for(lambda: count(env, "SELECT count(*) AS n FROM reply_outbox WHERE status <> 'sent' "
                                "AND inbound_key = ANY(%s)", (keys,)) == 0, 120, message="all sent")
