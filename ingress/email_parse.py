@@ -40,7 +40,7 @@ def _b64url(data: str) -> bytes:
 def _charset(part: dict) -> str:
     for header in part.get("headers", []):
         if header.get("name", "").lower() == "content-type":
-            match = re.search(r'charset="?([\w.-]+)"?', header.get("value", ""), re.I)
+            match = re.search(r'charset="?([\w.-]+)"?', header.get("value", ""), re.IGNORECASE)
             if match:
                 return match.group(1)
     return "utf-8"
@@ -104,19 +104,19 @@ def body_text(payload: dict) -> str:
 
 # Lines that start the quoted earlier message; everything from there on is dropped.
 _QUOTE_HEADERS = [
-    re.compile(r"^\s*On\s.{0,200}\swrote:\s*$", re.I),
-    re.compile(r"^\s*Am\s.{0,200}\sschrieb.{0,80}:\s*$", re.I),
-    re.compile(r"^\s*Le\s.{0,200}\sa écrit\s*:\s*$", re.I),
-    re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.I),
-    re.compile(r"^\s*-{2,}\s*Forwarded message\s*-{2,}\s*$", re.I),
+    re.compile(r"^\s*On\s.{0,200}\swrote:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*Am\s.{0,200}\sschrieb.{0,80}:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*Le\s.{0,200}\sa écrit\s*:\s*$", re.IGNORECASE),
+    re.compile(r"^\s*-{2,}\s*Original Message\s*-{2,}\s*$", re.IGNORECASE),
+    re.compile(r"^\s*-{2,}\s*Forwarded message\s*-{2,}\s*$", re.IGNORECASE),
     re.compile(r"^\s*_{10,}\s*$"),  # Outlook's rule above "From: ... Sent: ..."
-    re.compile(r"^\s*From:\s.+$", re.I),  # only when followed by Sent:/Date: (checked below)
+    re.compile(r"^\s*From:\s.+$", re.IGNORECASE),  # only when followed by Sent:/Date: (checked below)
 ]
 # Signature starts: the RFC 3676 delimiter and the usual phone sign-offs.
 _SIGNATURES = [
     re.compile(r"^-- ?$"),
-    re.compile(r"^\s*Sent from my \w+", re.I),
-    re.compile(r"^\s*Get Outlook for ", re.I),
+    re.compile(r"^\s*Sent from my \w+", re.IGNORECASE),
+    re.compile(r"^\s*Get Outlook for ", re.IGNORECASE),
 ]
 
 

@@ -9,7 +9,6 @@ the ack, and a concurrent duplicate waits on the row's primary key until then.
 from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
-from psycopg import AsyncConnection
 
 from fte.logs import get_logger
 from ingress.deps import Services
@@ -59,25 +58,17 @@ async def publish_once(services: Services, event: InboundMessage) -> bool:
     """
     channel = event.channel.value
     topic = topic_name(INBOUND_BY_CHANNEL[event.channel], services.settings.TOPIC_PREFIX)
-    async with services.db.connection() as conn:
-        async with conn.transaction():
-            claimed = await (await conn.execute(
-                _CLAIM, (channel, event.channel_message_id, topic))).fetchone()
-            if claimed is None:
-                DUPLICATES.labels(channel).inc()
-                log.info("inbound.duplicate", channel=channel,
-                         channel_message_id=event.channel_message_id)
-                return False
-            delivered = await produce(services, event)
-            await conn.execute(_RECORD, (delivered.partition, delivered.offset, channel,
-                                         event.channel_message_id))
+    async with services.db.connection() as conn, conn.transaction():
+        claimed = await (await conn.execute(
+            _CLAIM, (channel, event.channel_message_id, topic))).fetchone()
+        if claimed is None:
+            DUPLICATES.labels(channel).inc()
+            log.info("inbound.duplicate", channel=channel,
+                     channel_message_id=event.channel_message_id)
+            return False
+        delivered = await produce(services, event)
+        await conn.execute(_RECORD, (delivered.partition, delivered.offset, channel,
+                                     event.channel_message_id))
     log.info("inbound.published", channel=channel, channel_message_id=event.channel_message_id,
              partition=delivered.partition, offset=delivered.offset)
     return True
-
-
-async def already_published(conn: AsyncConnection, channel: str, channel_message_id: str) -> bool:
-    row = await (await conn.execute(
-        "SELECT 1 FROM inbound_receipts WHERE channel = %s AND channel_message_id = %s",
-        (channel, channel_message_id))).fetchone()
-    return row is not None

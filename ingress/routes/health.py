@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from ingress.deps import ServicesDep
 from ingress.models import HealthPublic
@@ -23,7 +25,7 @@ async def _postgres(services) -> tuple[bool, dict]:
                     "SELECT account, cursor, updated_at FROM channel_cursors WHERE channel = 'email'"
                 )).fetchall()
         return True, {"cursors": cursors}
-    except Exception as exc:  # any failure is "down", reported with its type
+    except (psycopg.Error, PoolTimeout, OSError, TimeoutError) as exc:
         return False, {"error": type(exc).__name__}
 
 

@@ -56,12 +56,11 @@ async def create_ticket(form: SupportRequestCreate, services: ServicesDep) -> Ti
     await services.limits.check_identity(f"email:{event.sender[0].value}")
     # One transaction around the insert and the wait for Kafka's ack: a refused event rolls
     # the ticket back, so there is never a ticket without its event.
-    async with services.db.connection() as conn:
-        async with conn.transaction():
-            await conn.execute(_INSERT_TICKET, (
-                event.ticket_id, form.subject, form.category, event.inbound_key,
-                form.email, form.phone, form.name))
-            await produce(services, event)
+    async with services.db.connection() as conn, conn.transaction():
+        await conn.execute(_INSERT_TICKET, (
+            event.ticket_id, form.subject, form.category, event.inbound_key,
+            form.email, form.phone, form.name))
+        await produce(services, event)
     log.info("support.ticket_created", ticket_id=event.ticket_id, category=form.category)
     return TicketCreated(ticket_id=event.ticket_id)
 

@@ -22,11 +22,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid, parseaddr
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
 import googleapiclient
 from fastapi import APIRouter, Body, HTTPException, Query, Request
@@ -199,7 +200,7 @@ def get_profile(user_id: str, request: Request) -> dict:
 
 
 @router.post("/gmail/v1/users/{user_id}/watch", tags=["gmail"])
-def watch(user_id: str, request: Request, body: dict = Body(default_factory=dict)) -> dict:
+def watch(user_id: str, request: Request, body: Annotated[dict, Body()]) -> dict:
     box = _user(request, user_id)
     if not body.get("topicName"):
         raise HTTPException(400, "topicName required")
@@ -216,7 +217,8 @@ def stop(user_id: str, request: Request) -> None:
 @router.get("/gmail/v1/users/{user_id}/history", tags=["gmail"])
 def list_history(user_id: str, request: Request, startHistoryId: int,
                  maxResults: int = Query(100, ge=1, le=500), pageToken: str | None = None,
-                 labelId: str | None = None, historyTypes: list[str] | None = Query(None)) -> dict:
+                 labelId: str | None = None,
+                 historyTypes: Annotated[list[str] | None, Query()] = None) -> dict:
     box = _user(request, user_id)
     if startHistoryId < box.oldest_history_id:
         raise HTTPException(404, "Requested entity was not found.")
@@ -236,7 +238,7 @@ def list_history(user_id: str, request: Request, startHistoryId: int,
 
 @router.get("/gmail/v1/users/{user_id}/messages", tags=["gmail"])
 def list_messages(user_id: str, request: Request, maxResults: int = Query(100, ge=1, le=500),
-                  labelIds: list[str] | None = Query(None), pageToken: str | None = None,
+                  labelIds: Annotated[list[str] | None, Query()] = None, pageToken: str | None = None,
                   q: str | None = None) -> dict:
     box = _user(request, user_id)
     found = sorted(box.messages.values(), key=lambda m: m.history_id, reverse=True)

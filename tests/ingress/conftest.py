@@ -95,7 +95,7 @@ def push_signer() -> Iterator[PushSigner]:
     body = json.dumps({"test-key-1": cert}).encode()
 
     class Certs(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server API)
+        def do_GET(self):
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -128,19 +128,19 @@ def sandbox_url(stack, mailbox) -> Iterator[str]:
 @pytest.fixture
 def ingress_settings(stack, topic_prefix, sandbox_url, push_signer, mailbox) -> Settings:
     ensure_topics(stack.kafka_bootstrap, topic_prefix, [EMAIL_INBOUND, WHATSAPP_INBOUND, WEB_INBOUND])
-    return stack.model_copy(update=dict(
-        TOPIC_PREFIX=topic_prefix,
-        PUBLIC_BASE_URL=PUBLIC_BASE_URL,
-        TWILIO_AUTH_TOKEN=__import__("pydantic").SecretStr(TWILIO_TOKEN),
-        GMAIL_MAILBOX=mailbox,
-        GMAIL_DISCOVERY_URL=f"{sandbox_url}/discovery/gmail/v1/rest",
-        GMAIL_PUSH_AUDIENCE=PUSH_AUDIENCE,
-        GMAIL_PUSH_SERVICE_ACCOUNT=PUSH_SERVICE_ACCOUNT,
-        GMAIL_PUSH_CERTS_URL=push_signer.certs_url,
-        GMAIL_PUSH_VERIFICATION_TOKEN=__import__("pydantic").SecretStr(SHARED_TOKEN),
-        RATE_LIMIT_PER_IP="100000/minute",
-        RATE_LIMIT_PER_IDENTITY="1000/minute",
-    ))
+    return stack.model_copy(update={
+        "TOPIC_PREFIX": topic_prefix,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TWILIO_AUTH_TOKEN": __import__("pydantic").SecretStr(TWILIO_TOKEN),
+        "GMAIL_MAILBOX": mailbox,
+        "GMAIL_DISCOVERY_URL": f"{sandbox_url}/discovery/gmail/v1/rest",
+        "GMAIL_PUSH_AUDIENCE": PUSH_AUDIENCE,
+        "GMAIL_PUSH_SERVICE_ACCOUNT": PUSH_SERVICE_ACCOUNT,
+        "GMAIL_PUSH_CERTS_URL": push_signer.certs_url,
+        "GMAIL_PUSH_VERIFICATION_TOKEN": __import__("pydantic").SecretStr(SHARED_TOKEN),
+        "RATE_LIMIT_PER_IP": "100000/minute",
+        "RATE_LIMIT_PER_IDENTITY": "1000/minute",
+    })
 
 
 @pytest.fixture

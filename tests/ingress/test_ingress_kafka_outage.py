@@ -37,9 +37,9 @@ def private_kafka(stack, tmp_path):
     home = tmp_path / "kafka"
     home.mkdir()
     (home / "libs").symlink_to(shared_libs)
-    settings = stack.model_copy(update=dict(FTE_DATA_DIR=tmp_path, FTE_KAFKA_PORT=_free_port(),
-                                            FTE_KAFKA_CONTROLLER_PORT=_free_port(),
-                                            FTE_KAFKA_HEAP="256m", KAFKA_BOOTSTRAP_SERVERS=None))
+    settings = stack.model_copy(update={"FTE_DATA_DIR": tmp_path, "FTE_KAFKA_PORT": _free_port(),
+                                            "FTE_KAFKA_CONTROLLER_PORT": _free_port(),
+                                            "FTE_KAFKA_HEAP": "256m", "KAFKA_BOOTSTRAP_SERVERS": None})
     kafka = EmbeddedKafka(settings)
     kafka.start()
     try:
@@ -54,8 +54,8 @@ def test_kafka_down_gives_503_and_nothing_recorded_then_accepts_after_restart(
     kafka, kafka_settings = private_kafka
     prefix = ingress_settings.TOPIC_PREFIX
     ensure_topics(kafka_settings.kafka_bootstrap, prefix, [EMAIL_INBOUND, WHATSAPP_INBOUND, WEB_INBOUND])
-    settings = ingress_settings.model_copy(update=dict(
-        KAFKA_BOOTSTRAP_SERVERS=kafka_settings.kafka_bootstrap, INGRESS_PUBLISH_TIMEOUT_S=3.0))
+    settings = ingress_settings.model_copy(update={
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap, "INGRESS_PUBLISH_TIMEOUT_S": 3.0})
     from conftest import ServerThread
 
     run = uuid.uuid4().hex[:8]
@@ -102,6 +102,7 @@ def test_kafka_down_gives_503_and_nothing_recorded_then_accepts_after_restart(
         assert c.get("/health").status_code == 200
 
     from conftest import read_topic
+
     from schema.topics import topic_name
     bootstrap = kafka_settings.kafka_bootstrap
     assert len(read_topic(bootstrap, topic_name(WEB_INBOUND, prefix), expect=2)) == 2
