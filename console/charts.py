@@ -30,6 +30,12 @@ def volume_per_minute(df: pd.DataFrame, start: datetime, end: datetime) -> alt.C
     )
 
 
+def bar_height(rows: int) -> int:
+    """Pixels for a horizontal bar chart of `rows` bars. Pass it to st.altair_chart: Streamlit
+    does not take a layered chart's height from the spec."""
+    return max(100, 34 * rows + 40)
+
+
 def count_bars(df: pd.DataFrame, category: str, color: str = "#4C78A8") -> alt.Chart:
     """Horizontal bars of `n` per category, largest first, labelled with the count."""
     base = alt.Chart(df).encode(
@@ -37,9 +43,7 @@ def count_bars(df: pd.DataFrame, category: str, color: str = "#4C78A8") -> alt.C
         x=alt.X("n:Q", title=None, axis=alt.Axis(tickMinStep=1)),
         tooltip=[category, "n"],
     )
-    # Height on the layer itself: Streamlit sizes a layered chart from its top level.
-    return (base.mark_bar(color=color) + base.mark_text(align="left", dx=4).encode(text="n:Q")
-            ).properties(height=max(90, 32 * len(df)))
+    return base.mark_bar(color=color) + base.mark_text(align="left", dx=4).encode(text="n:Q")
 
 
 def channel_mix(df: pd.DataFrame) -> alt.Chart:
@@ -49,7 +53,7 @@ def channel_mix(df: pd.DataFrame) -> alt.Chart:
         tooltip=["channel", "n", alt.Tooltip("sentiment:Q", format="+.2f", title="mean sentiment")],
     )
     return (base.mark_bar().encode(color=alt.Color("channel:N", scale=CHANNEL_COLORS, legend=None))
-            + base.mark_text(align="left", dx=4).encode(text="n:Q")).properties(height=max(90, 32 * len(df)))
+            + base.mark_text(align="left", dx=4).encode(text="n:Q"))
 
 
 def p95_with_target(df: pd.DataFrame, channel: str, target_s: float, alert_s: float) -> alt.LayerChart:

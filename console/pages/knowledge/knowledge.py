@@ -109,7 +109,7 @@ with usage_tab:
         if top.empty:
             st.info("No answers drawn from the knowledge base in this range.")
         else:
-            st.altair_chart(charts.top_articles(top), width="stretch")
+            st.altair_chart(charts.top_articles(top), width="stretch", height=charts.bar_height(len(top)))
     with right:
         st.subheader("Questions that found nothing")
         missing = data.kb_unanswered(days)

@@ -84,14 +84,16 @@ def live() -> None:
         if by_channel.empty:
             st.caption("No messages yet today.")
         else:
-            st.altair_chart(charts.channel_mix(by_channel), width="stretch")
+            st.altair_chart(charts.channel_mix(by_channel), width="stretch",
+                            height=charts.bar_height(len(by_channel)))
     with reasons:
         st.subheader("Escalations today by reason")
         by_reason = data.escalations_by_reason_today()
         if by_reason.empty:
             st.caption("No escalations yet today.")
         else:
-            st.altair_chart(charts.count_bars(by_reason, "reason", "#E15759"), width="stretch")
+            st.altair_chart(charts.count_bars(by_reason, "reason", "#E15759"), width="stretch",
+                            height=charts.bar_height(len(by_reason)))
     st.caption(f"Updated {datetime.now(UTC):%H:%M:%S} UTC · refreshes every 5 s · day starts 00:00 UTC")
 
 

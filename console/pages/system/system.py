@@ -44,7 +44,8 @@ def health() -> None:
         left, right = st.columns([2, 3])
         if total:
             shown = lag.assign(topic=lag["topic"].str.removeprefix(s.TOPIC_PREFIX))
-            left.altair_chart(charts.lag_per_partition(shown), width="stretch")
+            left.altair_chart(charts.lag_per_partition(shown), width="stretch",
+                              height=charts.bar_height(len(shown)))
         else:
             left.success("Every flow is caught up with its topics.")
         right.dataframe(lag.sort_values(["flow", "topic", "partition"]), hide_index=True, width="stretch",
@@ -63,7 +64,7 @@ def health() -> None:
                        border=True)
         st.caption("From the reply outbox: the dispatcher retries parked replies behind a circuit "
                    "breaker per channel (kept in its memory).")
-        st.altair_chart(charts.outbox_status(outbox), width="stretch")
+        st.altair_chart(charts.outbox_status(outbox), width="stretch", height=charts.bar_height(len(outbox)))
         st.dataframe(outbox.drop(columns=["last_stuck_at"]), hide_index=True, width="stretch",
                      column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
                                     "last_error": st.column_config.TextColumn(width="large")})
