@@ -64,7 +64,9 @@ def health() -> None:
                        border=True)
         st.caption("From the reply outbox: the dispatcher retries parked replies behind a circuit "
                    "breaker per channel (kept in its memory).")
-        st.altair_chart(charts.outbox_status(outbox), width="stretch", height=charts.bar_height(len(outbox)))
+        # Tall enough for the five-status legend beside the bars.
+        st.altair_chart(charts.outbox_status(outbox), width="stretch",
+                        height=max(150, charts.bar_height(len(outbox))))
         st.dataframe(outbox.drop(columns=["last_stuck_at"]), hide_index=True, width="stretch",
                      column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
                                     "last_error": st.column_config.TextColumn(width="large")})
