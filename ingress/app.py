@@ -5,10 +5,12 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
+from psycopg_pool import PoolTimeout
 
 from fte.logs import get_logger
 from fte.settings import Settings
@@ -66,6 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan)
     for module in (support, whatsapp, gmail, customers, conversations, metrics, health):
         app.include_router(module.router)
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("ingress.database_unavailable", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse({"detail": "database unavailable, nothing was recorded; retry later"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(KafkaUnavailable)
     async def kafka_unavailable(request: Request, exc: KafkaUnavailable) -> JSONResponse:

@@ -56,7 +56,9 @@ def open_pool(settings: Settings) -> AsyncConnectionPool:
     return AsyncConnectionPool(
         settings.database_url, min_size=min(4, settings.INGRESS_DB_POOL_SIZE),
         max_size=settings.INGRESS_DB_POOL_SIZE,
-        kwargs={"row_factory": dict_row, "autocommit": False}, open=False, name="ingress",
+        # A request waits at most 5 s for a connection, then gets 503 (not a hung socket).
+        timeout=5.0, kwargs={"row_factory": dict_row, "autocommit": False}, open=False,
+        name="ingress",
     )
 
 

@@ -20,6 +20,10 @@ from fte.logs import get_logger
 
 log = get_logger(__name__)
 
+# Brokers unreachable for longer than this: refuse at once (a brief blip, such as an idle
+# connection the broker closed, is cleared by the poll thread's probe well before).
+FAIL_FAST_AFTER_S = 2.0
+
 
 class KafkaUnavailable(RuntimeError):
     """Kafka did not acknowledge the event: answer 503, claim nothing."""
@@ -68,9 +72,19 @@ class Publisher:
             log.debug("kafka.producer_error", error=str(err))
 
     def _poll_loop(self) -> None:
+        next_probe = 0.0
         while not self._stop.is_set():
             producer = self._producer
             producer.poll(0.05)
+            if self._brokers_down_since is not None and time.monotonic() >= next_probe:
+                # No deliveries while refusing fast: a metadata round trip says when it is back.
+                next_probe = time.monotonic() + 0.5
+                try:
+                    producer.list_topics(timeout=0.5)
+                    self._brokers_down_since = None
+                    log.info("kafka.brokers_back")
+                except KafkaException:
+                    pass
             if self._fatal:
                 # An idempotent producer that hit a fatal error refuses everything: replace it.
                 log.error("kafka.producer_replaced")
@@ -85,6 +99,11 @@ class Publisher:
 
     async def publish(self, topic: str, key: str, value: bytes) -> Delivered:
         """Produce and wait for the broker's ack; raises KafkaUnavailable otherwise."""
+        down_since = self._brokers_down_since
+        if down_since is not None and time.monotonic() - down_since > FAIL_FAST_AFTER_S:
+            # Waiting the full timeout would hold a database connection per request for
+            # nothing and exhaust the pool; refuse at once until the brokers answer again.
+            raise KafkaUnavailable("Kafka brokers unreachable")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Delivered] = loop.create_future()
 
