@@ -74,16 +74,31 @@ class GmailSender:
             raise
         return result["id"]
 
-    def find_sent(self, row: dict, part: int, text: str, exclude: set[str] = frozenset()) -> str | None:
+    def find_sent(self, row: dict, part: int, text: str, exclude: set[str] = frozenset(),
+                  max_scan: int = 2000) -> str | None:
+        """The sent mail carrying this part's Message-ID. Gmail's `rfc822msgid:` search
+        narrows it to one; the scan (newest first) stops at mail older than the attempt."""
         wanted = reply_message_id(row["inbound_key"], part, self.domain)
+        start = row.get("prev_claimed_at") or row["created_at"]
+        since_ms = (start - timedelta(seconds=2)).timestamp() * 1000
         users = self.service.users()
-        found = users.messages().list(userId="me", labelIds=["SENT"], q=f"rfc822msgid:{wanted}",
-                                      maxResults=50).execute(num_retries=0)
-        for ref in found.get("messages", []):
-            meta = users.messages().get(userId="me", id=ref["id"], format="metadata").execute(num_retries=0)
-            headers = {h["name"].lower(): h["value"] for h in meta.get("payload", {}).get("headers", [])}
-            if headers.get("message-id") == wanted:
-                return ref["id"]
+        page_token, scanned = None, 0
+        while scanned < max_scan:
+            found = users.messages().list(userId="me", labelIds=["SENT"], q=f"rfc822msgid:{wanted}",
+                                          maxResults=100, pageToken=page_token).execute(num_retries=0)
+            for ref in found.get("messages", []):
+                meta = users.messages().get(userId="me", id=ref["id"], format="metadata",
+                                            metadataHeaders=["Message-ID"]).execute(num_retries=0)
+                headers = {h["name"].lower(): h["value"]
+                           for h in meta.get("payload", {}).get("headers", [])}
+                if headers.get("message-id") == wanted:
+                    return ref["id"]
+                if int(meta.get("internalDate") or 0) < since_ms:
+                    return None
+                scanned += 1
+            page_token = found.get("nextPageToken")
+            if not page_token:
+                break
         return None
 
 
