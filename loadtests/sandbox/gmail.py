@@ -244,6 +244,11 @@ def list_messages(user_id: str, request: Request, maxResults: int = Query(100, g
     found = sorted(box.messages.values(), key=lambda m: m.history_id, reverse=True)
     for label in labelIds or []:
         found = [m for m in found if label in m.label_ids]
+    for term in (q or "").split():
+        # Gmail search: only `rfc822msgid:` is understood here; other terms match everything.
+        if term.lower().startswith("rfc822msgid:"):
+            wanted = term.split(":", 1)[1].strip("<>")
+            found = [m for m in found if (m.message_id_header or "").strip("<>") == wanted]
     start = int(pageToken or 0)
     page = found[start:start + maxResults]
     result: dict = {"resultSizeEstimate": len(found)}

@@ -70,10 +70,14 @@ def test_send_records_the_mail_in_the_thread_and_lists_it(sandbox):
     reply["To"] = "ann@example.com"
     reply["From"] = MAILBOX
     reply["Subject"] = "Re: Hello"
+    reply["Message-ID"] = "<reply-1@shop.example>"
     reply.set_content("Answer")
     sent = gmail.users().messages().send(userId="me", body={
         "raw": base64.urlsafe_b64encode(reply.as_bytes()).decode(), "threadId": inbound["threadId"]}).execute()
     assert sent["threadId"] == inbound["threadId"] and sent["labelIds"] == ["SENT"]
+    by_id = gmail.users().messages().list(userId="me", labelIds=["SENT"],
+                                          q="rfc822msgid:reply-1@shop.example").execute()
+    assert [m["id"] for m in by_id["messages"]] == [sent["id"]]
     listing = httpx.get(f"{url}/_sandbox/gmail/sent").json()
     assert listing["count"] == 1
     assert listing["data"][0]["subject"] == "Re: Hello" and listing["data"][0]["text"].strip() == "Answer"
