@@ -2,7 +2,8 @@
 
 google-api-python-client reads the discovery document served here (Google's own gmail v1
 document with its root URL pointed at this server) and then calls the real paths:
-users.getProfile, users.watch/stop, users.history.list, users.messages.list/get/send.
+users.getProfile, users.watch/stop, users.history.list, users.messages.list/get/send
+(messages.list understands labelIds and the `rfc822msgid:` search term).
 One in-memory mailbox per address; historyIds grow as mail arrives or is sent.
 
 Test/demo helpers (not part of the Gmail API), under /_sandbox/gmail/:
