@@ -75,7 +75,8 @@ def flow_env(kb_database_url, kafka_bootstrap, channel_apis, tmp_path_factory) -
         "TOPIC_PREFIX": prefix, "ENVIRONMENT": "test",
         "RECOVERY_DIR": str(tmp_path_factory.mktemp("recovery")), "RECOVERY_SNAPSHOT_S": "1",
         "GMAIL_DISCOVERY_URL": f"{channel_apis}/discovery/gmail/v1/rest",
-        "TWILIO_API_BASE": channel_apis, "FLOW_WORKERS": "1", "LOG_LEVEL": "WARNING",
+        "TWILIO_API_BASE": channel_apis, "LOG_LEVEL": "WARNING",
+        "FLOW_WORKERS": os.environ.get("FTE_TEST_FLOW_WORKERS", "2"),  # 4-partition topics: 1, 2 or 4
         "DISPATCH_BREAKER_RESET_S": "1", "DISPATCH_RETRY_BASE_S": "0.2", "DISPATCH_RETRY_MAX_S": "1",
         "DISPATCH_LEASE_S": "3",
     }
