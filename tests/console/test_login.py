@@ -83,3 +83,38 @@ def test_sign_out_forgets_the_user_and_shows_the_login_form_again(console_env):
     assert not at.exception, at.exception
     assert "console_user" not in at.session_state
     assert "Log in" in [b.label for b in at.button] and not at.metric
+
+
+def test_single_sign_on_is_offered_when_oidc_is_configured(console_env):
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.secrets["auth"] = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "x" * 32,
+                          "client_id": "fte-console", "client_secret": "s",
+                          "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration"}
+    at.run()
+    assert not at.exception, at.exception
+    assert "Log in with single sign-on" in [b.label for b in at.button]
+    assert not at.metric and not at.dataframe
+
+
+def test_fte_console_prints_a_hash_and_the_development_password_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import bcrypt
+
+    from conftest import REPO
+
+    out = subprocess.run([sys.executable, "-m", "fte.cli", "console", "hash-password"], cwd=REPO,
+                         input="pa55-word\n", capture_output=True, text=True, check=True).stdout.strip()
+    assert bcrypt.checkpw(b"pa55-word", out.encode())
+
+    env = {**os.environ, "FTE_DATA_DIR": str(tmp_path), "ENVIRONMENT": "development"}
+    env.pop("CONSOLE_DEV_PASSWORD", None)
+    env.pop("CONSOLE_USERS", None)
+    first = subprocess.run([sys.executable, "-m", "fte.cli", "console", "dev-password"], cwd=REPO, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    second = subprocess.run([sys.executable, "-m", "fte.cli", "console", "dev-password"], cwd=REPO, env=env,
+                            capture_output=True, text=True, check=True).stdout
+    password = (tmp_path / "console" / "dev-password").read_text().strip()
+    assert password in first and password not in second and "password in" in second
