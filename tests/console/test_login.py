@@ -102,7 +102,6 @@ def test_fte_console_prints_a_hash_and_the_development_password_once(tmp_path):
     import sys
 
     import bcrypt
-
     from conftest import REPO
 
     out = subprocess.run([sys.executable, "-m", "fte.cli", "console", "hash-password"], cwd=REPO,
