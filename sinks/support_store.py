@@ -353,6 +353,7 @@ class SupportHandler:
                                         priority=ticket["priority"]))
         escalation_of: dict[int, int] = {c: e["id"] for c, e in ctx["active"].items()}
         replies, reply_escalations = [], []
+        handled, lookups, answered = [], [], []
         for o in outcomes:
             item = by_key[o.work.inbound.msg.inbound_key]
             msg, w, ticket = o.work.inbound.msg, o.work, item["ticket"]
@@ -382,24 +383,28 @@ class SupportHandler:
                 esc_id = escalation_of.get(w.customer_id)
                 if o.holding and esc_id is not None:
                     conn.execute("UPDATE escalations SET holding_ack_sent = true WHERE id = %s", (esc_id,))
-            conn.execute("UPDATE messages SET handled_as=%s, handled_at=now(), escalation_id=%s "
-                         "WHERE channel=%s AND channel_message_id=%s",
-                         (o.handled_as, esc_id, msg.channel.value, msg.channel_message_id))
+            handled.append((o.handled_as, esc_id, msg.channel.value, msg.channel_message_id))
             if o.kb_top_score is not None or o.kb_slugs:
-                conn.execute("INSERT INTO kb_lookups (inbound_key, channel, query, top_slug, score, answered) "
-                             "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (inbound_key) DO NOTHING",
-                             (msg.inbound_key, msg.channel.value, msg.body[:2000],
-                              o.kb_slugs[0] if o.kb_slugs else None, o.kb_top_score,
-                              o.handled_as == "answered"))
+                lookups.append((msg.inbound_key, msg.channel.value, msg.body[:2000],
+                                o.kb_slugs[0] if o.kb_slugs else None, o.kb_top_score,
+                                o.handled_as == "answered"))
             if o.handled_as == "answered":
-                conn.execute("UPDATE tickets SET status='answered', updated_at=now() WHERE id=%s "
-                             "AND status='open'", (ticket["id"],))
+                answered.append((ticket["id"],))
             if o.reply_text:
                 replies.append(self._reply(o, item, ctx))
                 reply_escalations.append(esc_id)
                 events.append(support_event(SupportEventKind.REPLIED, w, ticket_id=ticket["id"],
                                             priority=ticket["priority"], reply_kind=o.reply_kind.value,
                                             kb_hit=o.kb_hit, agent_tokens=o.tokens))
+        # One pipelined round trip per statement for the whole batch (executemany).
+        with conn.cursor() as cur:
+            cur.executemany("UPDATE messages SET handled_as=%s, handled_at=now(), escalation_id=%s "
+                            "WHERE channel=%s AND channel_message_id=%s", handled)
+            cur.executemany("INSERT INTO kb_lookups (inbound_key, channel, query, top_slug, score, "
+                            "answered) VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (inbound_key) DO NOTHING",
+                            lookups)
+            cur.executemany("UPDATE tickets SET status='answered', updated_at=now() WHERE id=%s "
+                            "AND status='open'", answered)
         enqueue_replies(conn, replies, escalation_ids=reply_escalations)
         return events
 
