@@ -216,3 +216,14 @@ def twilio_token() -> str:
 @pytest.fixture
 def shared_push_token() -> str:
     return SHARED_TOKEN
+
+
+@pytest.fixture
+def server_thread():
+    """The ServerThread class, for tests that serve an app with settings of their own."""
+    return ServerThread
+
+
+@pytest.fixture
+def topic_reader():
+    return read_topic

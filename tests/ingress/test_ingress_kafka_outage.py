@@ -62,13 +62,12 @@ def private_kafka(stack, tmp_path):
 
 def test_kafka_down_gives_503_and_nothing_recorded_then_accepts_after_restart(
         private_kafka, ingress_settings, database_url, twilio_token, push_signer, push_envelope,
-        sandbox_url, mailbox):
+        sandbox_url, mailbox, server_thread, topic_reader):
     kafka, kafka_settings = private_kafka
     prefix = ingress_settings.TOPIC_PREFIX
     ensure_topics(kafka_settings.kafka_bootstrap, prefix, [EMAIL_INBOUND, WHATSAPP_INBOUND, WEB_INBOUND])
     settings = ingress_settings.model_copy(update={
         "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap, "INGRESS_PUBLISH_TIMEOUT_S": 3.0})
-    from conftest import ServerThread
 
     run = uuid.uuid4().hex[:8]
 
@@ -93,7 +92,7 @@ def test_kafka_down_gives_503_and_nothing_recorded_then_accepts_after_restart(
                               headers={"Authorization": f"Bearer {push_signer.token()}"})
 
     sid = f"SM{uuid.uuid4().hex}"
-    with ServerThread(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as c:
+    with server_thread(create_app(settings)) as url, httpx.Client(base_url=url, timeout=60) as c:
         assert submit(c).status_code == 202
         kafka.stop()
         down = [submit(c), whatsapp(c, sid), gmail(c)()]
@@ -117,7 +116,7 @@ def test_kafka_down_gives_503_and_nothing_recorded_then_accepts_after_restart(
                 retried(gmail(c))] == [202, 200, 204]
         assert c.get("/health").status_code == 200
 
-    from conftest import read_topic
+    read_topic = topic_reader
 
     from schema.topics import topic_name
     bootstrap = kafka_settings.kafka_bootstrap

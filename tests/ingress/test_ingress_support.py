@@ -77,15 +77,10 @@ def test_oversized_body_is_refused_with_413(client, inbound):
     assert inbound("web", idle_s=0.5) == []
 
 
-def _serve(settings):
-    from conftest import ServerThread
-    return ServerThread(create_app(settings))
-
-
-def test_rate_limits_per_identity_and_per_ip_answer_429(ingress_settings):
+def test_rate_limits_per_identity_and_per_ip_answer_429(ingress_settings, server_thread):
     limited = ingress_settings.model_copy(update={"RATE_LIMIT_PER_IDENTITY": "2/minute",
                                                   "RATE_LIMIT_PER_IP": "5/minute"})
-    with _serve(limited) as url, httpx.Client(base_url=url, timeout=30) as c:
+    with server_thread(create_app(limited)) as url, httpx.Client(base_url=url, timeout=30) as c:
         same = form()
         codes = [c.post("/support/submit", json=same).status_code for _ in range(3)]
         assert codes == [202, 202, 429]
