@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import threading
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import Request
@@ -54,7 +56,31 @@ class PushAuthError(Exception):
     pass
 
 
-_transport = google_requests.Request()
+class _CertsCache:
+    """A google-auth transport that keeps GET responses (Google's signing certs) for a few
+    minutes, so each push does not fetch them again; Google rotates keys over days."""
+
+    def __init__(self, ttl_s: float = 300.0):
+        self._inner = google_requests.Request()
+        self._ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        if method != "GET":
+            return self._inner(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
+        with self._lock:
+            hit = self._cache.get(url)
+        if hit is not None and time.monotonic() - hit[0] < self._ttl_s:
+            return hit[1]
+        response = self._inner(url, method=method, headers=headers, timeout=timeout or 10, **kwargs)
+        if response.status == 200:
+            with self._lock:
+                self._cache[url] = (time.monotonic(), response)
+        return response
+
+
+_transport = _CertsCache()
 
 
 def verify_push_token(settings: Settings, authorization: str | None) -> dict:
