@@ -165,7 +165,9 @@ class SupportHandler:
             msg = w.inbound.msg
             conv = convs.get(w.customer_id)
             at = msg.received_at
-            if conv is None or (conv["status"] != "open" and at - conv["last_message_at"] > self.reopen):
+            # A conversation idle longer than the reopen window is over (open or not): the
+            # message starts a new one (and a new ticket); within it, a closed one reopens.
+            if conv is None or at - conv["last_message_at"] > self.reopen:
                 if conv is not None and conv["status"] == "open":
                     conn.execute("UPDATE conversations SET status='closed', closed_at=now() WHERE id=%s",
                                  (conv["id"],))

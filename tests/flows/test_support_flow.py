@@ -240,3 +240,25 @@ def test_support_events_and_escalations_published(running):
         consumer.close()
     esc = next(e for e in escalations if e.inbound_key == refund.inbound_key)
     assert esc.reason.value == "refund"
+
+
+def test_conversation_continues_within_window_and_restarts_after(running):
+    from datetime import UTC, datetime, timedelta
+
+    addr = f"w.{uuid.uuid4().hex[:6]}@x.com"
+    old = inbound("email", "How do I reset my password?", email=addr, subject="Password")
+    old = old.model_copy(update={"received_at": datetime.now(UTC) - timedelta(hours=30)})
+    publish(running, [old])
+    first = wait_for(lambda: handled(running, old.inbound_key), 60, message="old message")
+    new = inbound("web", "How do I create an account?", email=addr, subject="Account")
+    later = inbound("web", "And how do I subscribe to the newsletter?", email=addr, subject="News")
+    publish(running, [new])
+    second = wait_for(lambda: handled(running, new.inbound_key), 60, message="new message")
+    publish(running, [later])
+    third = wait_for(lambda: handled(running, later.inbound_key), 60, message="later message")
+    assert second["conversation_id"] != first["conversation_id"]  # idle > 24 h: a new one
+    assert third["conversation_id"] == second["conversation_id"]
+    convs = query(running["DATABASE_URL"], "SELECT id, status FROM conversations WHERE customer_id=%s "
+                  "ORDER BY id", (first["customer_id"],))
+    assert [c["status"] for c in convs] == ["closed", "open"]
+    assert second["ticket_id"] != first["ticket_id"]
