@@ -170,3 +170,29 @@ def test_dispatcher_threads_deliver_on_notify(conn, app_settings):
         assert row_of(conn, r.inbound_key)["status"] == "sent"
     finally:
         d.stop()
+
+
+def test_two_dispatchers_share_rows_without_double_sends(conn, app_settings, channel_api_server):
+    import threading
+
+    phones = [f"whatsapp:+1777{uuid.uuid4().int % 10**7:07d}" for _ in range(30)]
+    rs = [reply("whatsapp", p, [f"hello {i}"]) for i, p in enumerate(phones)]
+    with conn.transaction():
+        enqueue_replies(conn, rs)
+    dispatchers = [make_dispatcher(app_settings) for _ in range(2)]
+
+    def drain(d):
+        with psycopg.connect(app_settings.database_url, row_factory=dict_row, autocommit=True) as c:
+            sender = TwilioSender(app_settings)
+            while d.run_once(c, "whatsapp", sender, limit=3):
+                pass
+    threads = [threading.Thread(target=drain, args=(d,)) for d in dispatchers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert all(row_of(conn, r.inbound_key)["status"] == "sent" for r in rs)
+    sent = httpx.get(f"{channel_api_server}/_sandbox/twilio/sent").json()["messages"]
+    ours = [m for m in sent if m["to"] in set(phones)]
+    assert sorted(m["to"] for m in ours) == sorted(phones)  # each exactly once
+    assert all(len(d.events) > 0 for d in dispatchers)  # both took a share
