@@ -78,9 +78,6 @@ def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
     raw = op.input("inbound_in", flow, source)
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, fold_gmail=fold_gmail, region=region))
     valid = op.branch("is_valid", parsed, lambda x: isinstance(x, Inbound))
-    op.output("dead_letters_db", valid.falses, dead_letters_db)
-    op.output("dead_letters_topic", op.map("dead_letter_msg", valid.falses, dead_letter_message),
-              dead_letters_topic)
 
     by_identifier = op.key_on("by_identifier", valid.trues, lambda m: m.key)
     resolved = op.stateful_map("identity", by_identifier, IdentityStep(resolve))
@@ -93,7 +90,13 @@ def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
     buckets = op.key_on("by_bucket", work, lambda w: str(w.customer_id % BATCH_BUCKETS))
     batches = op.collect("gather", buckets, timeout=batch_wait, max_size=batch_size)
     out = op.flat_map("handle", batches, lambda kv: handler(kv[1]))
-    is_escalation = op.branch("is_escalation", out, lambda e: isinstance(e, Escalation))
+    # A message the handler cannot process (a poison message) comes back as a dead letter.
+    failed = op.branch("is_handler_dead_letter", out, lambda e: isinstance(e, DeadLetter))
+    dead = op.merge("dead_letters", valid.falses, failed.trues)
+    op.output("dead_letters_db", dead, dead_letters_db)
+    op.output("dead_letters_topic", op.map("dead_letter_msg", dead, dead_letter_message),
+              dead_letters_topic)
+    is_escalation = op.branch("is_escalation", failed.falses, lambda e: isinstance(e, Escalation))
     op.output("escalations_out", op.map("escalation_msg", is_escalation.trues, event_message), escalations)
     op.output("events_out", op.map("event_msg", is_escalation.falses, event_message), events)
     return flow

@@ -41,7 +41,15 @@ from flows.support_steps import (
     web_or_new_ticket_id,
 )
 from fte.logs import get_logger
-from schema.events import Escalation, EscalationReason, Reply, ReplyKind, SupportEventKind
+from schema.events import (
+    DeadLetter,
+    Escalation,
+    EscalationReason,
+    Reply,
+    ReplyKind,
+    SupportEventKind,
+    describe_error,
+)
 from sinks.identity import survivors
 from sinks.outbox import enqueue_replies
 
@@ -103,6 +111,22 @@ class SupportHandler:
     def __call__(self, batch: list[Work]) -> list[Any]:
         if not batch:
             return []
+        try:
+            return self._with_retries(batch)
+        except psycopg.OperationalError:
+            raise  # the database is unreachable: stop, resume from the snapshot later
+        except Exception as exc:  # noqa: BLE001 -- isolate the message that fails, keep the rest
+            if len(batch) > 1:
+                log.warning("support.batch_split", error=str(exc), messages=len(batch))
+                return [out for w in batch for out in self([w])]
+            w = batch[0]
+            log.error("support.dead_letter", inbound_key=w.inbound.msg.inbound_key, error=str(exc))
+            return [DeadLetter.for_raw(source_topic=w.inbound.topic, partition=w.inbound.partition,
+                                       offset=w.inbound.offset, key=w.inbound.key.encode(),
+                                       raw=w.inbound.msg.to_bytes(),
+                                       reason=f"handler: {describe_error(exc)}"[:2000])]
+
+    def _with_retries(self, batch: list[Work]) -> list[Any]:
         for attempt in range(3):
             try:
                 return self.handle(batch)

@@ -262,3 +262,16 @@ def test_conversation_continues_within_window_and_restarts_after(running):
                   "ORDER BY id", (first["customer_id"],))
     assert [c["status"] for c in convs] == ["closed", "open"]
     assert second["ticket_id"] != first["ticket_id"]
+
+
+def test_poison_message_is_dead_lettered_and_the_rest_answered(running):
+    addr = f"n.{uuid.uuid4().hex[:6]}@x.com"
+    ok = inbound("email", "How can I track my order?", email=addr, subject="Tracking")
+    poison = inbound("email", "How can I track my order?\x00", email=f"p{addr}", subject="Tracking")
+    publish(running, [poison, ok])
+    wait_for(lambda: sent_row(running, ok.inbound_key), 60, message="healthy message answered")
+    raw = poison.to_bytes()
+    rows = wait_for(lambda: [r for r in query(running["DATABASE_URL"], "SELECT * FROM dead_letters "
+                                              "WHERE reason LIKE 'handler:%%'") if bytes(r["raw"]) == raw],
+                    60, message="poison message dead-lettered")
+    assert "NUL" in rows[0]["reason"] or "0x00" in rows[0]["reason"]
