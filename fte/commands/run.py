@@ -25,13 +25,14 @@ log = get_logger(__name__)
 
 # (name, argv after `python -m fte.cli`); each is a long-running `fte` subcommand.
 SERVICES: list[tuple[str, list[str]]] = [
+    # Started in this order: the channel APIs and the ingress before anything that calls them.
+    ("sandbox", ["sandbox"]),  # development without real Gmail/Twilio credentials only
+    ("ingress", ["ingress"]),
     ("support-flow", ["flow"]),
     ("dispatcher", ["dispatch"]),
     ("metrics-flow", ["metrics-flow"]),
     ("console", ["console"]),
     ("demo-traffic", ["demo", "traffic", "--service"]),  # development only; DEMO_TRAFFIC_RATE
-    ("ingress", ["ingress"]),
-    ("sandbox", ["sandbox"]),  # development without real Gmail/Twilio credentials only
 ]
 
 # Set-up steps run after migrations and topics: (name, argv), each must be idempotent.
@@ -80,14 +81,20 @@ def supervise(services: list[tuple[str, list[str]]]) -> int:
     for name, argv in services:
         procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
         print(f"started {name} (pid {procs[name].pid}): fte {' '.join(argv)}")
+    running = dict(services)
     while not stopping:
         time.sleep(1)
-        for name, argv in services:
+        for name, argv in list(running.items()):
             code = procs[name].poll()
-            if code is not None and not stopping:
-                log.warning("service.exited", service=name, code=code)
-                time.sleep(2)
-                procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
+            if code is None or stopping:
+                continue
+            if code == 0:  # a service with nothing to do here (e.g. demo traffic in production)
+                log.info("service.finished", service=name)
+                del running[name]
+                continue
+            log.warning("service.exited", service=name, code=code)
+            time.sleep(2)
+            procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
     for proc in procs.values():
         proc.terminate()
     for proc in procs.values():
