@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     ENVIRONMENT: Literal["development", "test", "production"] = "development"
     LOG_LEVEL: str = "INFO"
+    # Public support data (Bitext, HINT3) for demo traffic, benchmarks and evaluation.
+    SHARED_DATA_DIR: Path = REPO_ROOT.parent / "shared" / "data"
 
     # --- external services (production) -----------------------------------------------
     DATABASE_URL: str | None = None
@@ -115,7 +117,7 @@ class Settings(BaseSettings):
     DEMO_TRAFFIC_RATE: float = 0.2
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> "Settings":
+    def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.ENVIRONMENT == "production":
             if self.TWILIO_AUTH_TOKEN.get_secret_value() == "dev-twilio-auth-token":
                 raise ValueError("TWILIO_AUTH_TOKEN must be set in production")

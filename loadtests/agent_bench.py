@@ -16,7 +16,6 @@ import statistics
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 from flows.agent import AgentRequest, build_agent
 from flows.formatting import format_reply
@@ -25,7 +24,7 @@ from flows.sentiment import score
 from fte.settings import get_settings
 from schema.events import InboundMessage
 
-BITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "bitext" / "bitext_dev.csv"
+BITEXT = get_settings().SHARED_DATA_DIR / "bitext" / "bitext_dev.csv"
 FALLBACK = ["how long does delivery take?", "I forgot my password", "which payment methods do you accept?",
             "how do I change my shipping address", "where is my invoice"]
 

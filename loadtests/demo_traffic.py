@@ -33,12 +33,12 @@ from pathlib import Path
 import httpx
 
 from fte.logs import get_logger
-from fte.settings import Settings
+from fte.settings import Settings, get_settings
 from loadtests.payloads import require_loopback, twilio_signature, webhook_url
 
 log = get_logger(__name__)
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_DIR = get_settings().SHARED_DATA_DIR
 WHATSAPP_PATH = "/webhooks/whatsapp"
 GMAIL_PUSH_PATH = "/webhooks/gmail"
 WEB_SUBMIT_PATH = "/support/submit"

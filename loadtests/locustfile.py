@@ -23,8 +23,8 @@ from locust import HttpUser, between, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fte.settings import Settings  # noqa: E402
-from loadtests.payloads import (  # noqa: E402
+from fte.settings import Settings
+from loadtests.payloads import (
     SUBMIT_PATH,
     TICKET_PATH,
     WHATSAPP_PATH,

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from twilio.request_validator import RequestValidator
 
+from fte.settings import get_settings
+
 SUBMIT_PATH = "/support/submit"
 TICKET_PATH = "/support/ticket/{ticket_id}"
 WHATSAPP_PATH = "/webhooks/whatsapp"
@@ -35,7 +37,7 @@ _FALLBACK_QUESTIONS = (
     "How do I subscribe to your newsletter?",
     "Is there a way to check the delivery options for my country?",
 )
-_BITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "bitext" / "bitext_dev.csv"
+_BITEXT = get_settings().SHARED_DATA_DIR / "bitext" / "bitext_dev.csv"
 # Intents that escalate by policy; load traffic should mostly exercise the answer path.
 _ESCALATING = {"get_refund", "contact_human_agent", "complaint"}
 

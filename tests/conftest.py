@@ -77,3 +77,10 @@ def _with_database(url: str, name: str) -> str:
 
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def pytest_unconfigure(config):
+    """After the summary: Kafka clients still alive in module globals would log reconnect
+    attempts to the broker this session stopped, burying the summary line; mute stderr."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)

@@ -12,6 +12,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from confluent_kafka import KafkaException
+
 from fte.logs import get_logger
 from fte.settings import Settings
 from fte.stack import ServiceStatus
@@ -115,7 +117,7 @@ class EmbeddedKafka:
             "-cp", f"{self.libs}/*", main, *args,
         ]
         if background:
-            out = open(self.logs / "stdout.log", "ab")
+            out = open(self.logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child process
             return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         return subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -167,7 +169,7 @@ class EmbeddedKafka:
         try:
             md = admin.list_topics(timeout=2)
             return bool(md.brokers)
-        except Exception:
+        except KafkaException:
             return False
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -195,5 +197,5 @@ def _external_ready(bootstrap: str) -> bool:
 
     try:
         return bool(AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3).brokers)
-    except Exception:
+    except KafkaException:
         return False

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import streamlit as st
+from console_apptest import DEV_PASSWORD, REPO
 
 from fte.kafka import ensure_topics
 from fte.settings import get_settings
@@ -16,9 +17,7 @@ from schema.migrate import migrate
 from schema.topics import WHATSAPP_INBOUND, topic_name
 
 SEED = Path(__file__).with_name("seed.sql")
-REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "console" / "app.py")
-DEV_PASSWORD = "correct horse battery staple"
 
 
 def _with_database(url: str, name: str) -> str:

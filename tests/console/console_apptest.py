@@ -6,7 +6,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "console" / "app.py")
+REPO = Path(__file__).resolve().parents[2]
+APP = str(REPO / "console" / "app.py")
+DEV_PASSWORD = "correct horse battery staple"
 
 PAGES = {
     "overview": "pages/overview/overview.py",

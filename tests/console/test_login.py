@@ -1,8 +1,7 @@
 """No customer data without login; the password form and users from the environment."""
 
 import pytest
-from conftest import DEV_PASSWORD
-from console_apptest import APP, PAGES, texts
+from console_apptest import APP, DEV_PASSWORD, PAGES, texts
 from streamlit.testing.v1 import AppTest
 
 from console import auth
@@ -102,7 +101,7 @@ def test_fte_console_prints_a_hash_and_the_development_password_once(tmp_path):
     import sys
 
     import bcrypt
-    from conftest import REPO
+    from console_apptest import REPO
 
     out = subprocess.run([sys.executable, "-m", "fte.cli", "console", "hash-password"], cwd=REPO,
                          input="pa55-word\n", capture_output=True, text=True, check=True).stdout.strip()

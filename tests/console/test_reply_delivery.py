@@ -13,8 +13,7 @@ import time
 import httpx
 import pytest
 import uvicorn
-from conftest import REPO
-from console_apptest import open_page, texts
+from console_apptest import REPO, open_page, texts
 
 sandbox_app = pytest.importorskip("loadtests.sandbox.app", reason="the channel API sandbox is not in the tree yet")
 pytest.importorskip("sinks.dispatcher", reason="the dispatcher is not in the tree yet")

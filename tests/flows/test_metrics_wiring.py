@@ -26,14 +26,17 @@ def ev(kind: str, key: str, at: datetime, **kw) -> bytes:
 
 
 def test_flow_counts_windows_dead_letters_and_opens_timers():
+    # Times taken when the test runs (not at import), so "now" is really on time.
+    now = datetime.now(UTC)
+    start = (now - timedelta(minutes=30)).replace(second=0, microsecond=0)
     values = [
-        ev("received", "email:1", A + timedelta(seconds=1), sentiment=0.2),
-        ev("received", "email:1", A + timedelta(seconds=1), sentiment=0.2),  # duplicate
-        ev("replied", "email:1", A + timedelta(seconds=3), received_at=A + timedelta(seconds=1),
+        ev("received", "email:1", start + timedelta(seconds=1), sentiment=0.2),
+        ev("received", "email:1", start + timedelta(seconds=1), sentiment=0.2),  # duplicate
+        ev("replied", "email:1", start + timedelta(seconds=3), received_at=start + timedelta(seconds=1),
            reply_kind="agent", agent_tokens=10, kb_hit=True),
-        ev("ticket_opened", "email:1", A, ticket_id="T-1"),
+        ev("ticket_opened", "email:1", start, ticket_id="T-1"),
         b'{"kind": "nope"}',
-        ev("received", "email:2", NOW, sentiment=0.6),  # on time: its window stays open (closes by wall clock)
+        ev("received", "email:2", now, sentiment=0.6),  # on time: its window stays open (closes by wall clock)
     ]
     out = {name: [] for name in ("windows", "sla", "alerts", "alerts_topic", "dead", "dead_topic")}
     sinks = MetricsSinks(
@@ -48,9 +51,9 @@ def test_flow_counts_windows_dead_letters_and_opens_timers():
     # the 30-minute-old events are late and come out at once; the current one stays open
     merged: dict = {}
     for update in out["windows"]:
-        assert update.window_start == A and not update.closed
+        assert update.window_start == start and not update.closed
         merged = merge_contents(merged, update.contents)
-    w = summarize(Channel.EMAIL, A, merged)
+    w = summarize(Channel.EMAIL, start, merged)
     assert (w.received, w.replied, w.kb_hits, w.agent_tokens) == (1, 1, 1, 10)
     assert w.first_response_p50_ms == 2000.0
 

@@ -6,10 +6,11 @@ import pytest
 
 from flows.policy import decide, load_policy, parse_policy
 from flows.sentiment import Trend, score
+from fte.settings import get_settings
 from schema.events import EscalationReason
 
 REPO = Path(__file__).resolve().parents[2]
-BITEXT = Path("/work/shared/data/bitext/bitext_dev.csv")
+BITEXT = get_settings().SHARED_DATA_DIR / "bitext" / "bitext_dev.csv"
 POLICY = load_policy(REPO / "flows" / "escalation_policy.yaml")
 
 
