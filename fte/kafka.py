@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException, Producer
@@ -35,7 +36,27 @@ def ensure_topics(bootstrap: str, prefix: str = "", topics: Iterable[Topic] = AL
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise
+    _wait_until_visible(client, {t.topic: t.num_partitions for t in wanted}, timeout)
     return created
+
+
+def _wait_until_visible(client: AdminClient, partitions: dict[str, int], timeout: float) -> None:
+    """Creation is acked by the controller before every broker serves the topic's metadata;
+    consumers that list partitions right away (Bytewax's KafkaSource) would fail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = client.list_topics(timeout=timeout).topics
+        missing = [
+            name for name, count in partitions.items()
+            if name not in topics or topics[name].error is not None
+            or len(topics[name].partitions) < count
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics not visible after {timeout}s: {missing}")
+        time.sleep(0.1)
 
 
 def idempotent_producer(bootstrap: str, **overrides) -> Producer:

@@ -81,6 +81,11 @@ def _with_database(url: str, name: str) -> str:
 
 def pytest_unconfigure(config):
     """After the summary: Kafka clients still alive in module globals would log reconnect
-    attempts to the broker this session stopped, burying the summary line; mute stderr."""
+    attempts to the broker this session stopped, burying the summary line; mute them."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
     devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
     os.dup2(devnull, 2)

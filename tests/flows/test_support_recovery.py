@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections import Counter
 
@@ -111,7 +110,8 @@ def test_kill_9_mid_stream_then_restart_handles_each_message_once(flow_env, chan
 
 def test_twilio_outage_parks_whatsapp_while_others_flow(flow_env, channel_apis, tmp_path):
     env = {**flow_env}
-    httpx.post(f"{channel_apis}/_sandbox/twilio/faults", json={"fail_for_s": 6}, timeout=5)
+    # An outage that lasts until the test ends it, so the check does not depend on timing.
+    httpx.post(f"{channel_apis}/_sandbox/twilio/faults", json={"fail_for_s": 600}, timeout=5)
     sender = dispatcher(env).start()
     flow = FlowProcess(env, log=tmp_path / "flow.log").start()
     try:
@@ -122,18 +122,19 @@ def test_twilio_outage_parks_whatsapp_while_others_flow(flow_env, channel_apis, 
                         subject="Payment") for i in range(5)]
         web = [inbound("web", f"How do I create an account? {i}", email=f"w{i}.{tag}@x.com",
                        subject="Account") for i in range(5)]
-        started = time.monotonic()
         publish(env, wa + mail + web)
         others = [m.inbound_key for m in mail + web]
         wait_for(lambda: count(env, "SELECT count(*) AS n FROM reply_outbox WHERE status='sent' AND "
-                               "inbound_key = ANY(%s)", (others,)) == 10, 30, message="email+web sent")
-        assert time.monotonic() - started < 6, "email and web must not wait for WhatsApp"
+                               "inbound_key = ANY(%s)", (others,)) == 10, 60,
+                 message="email+web sent while Twilio is down")
         wa_keys = [m.inbound_key for m in wa]
         during = query(env["DATABASE_URL"], "SELECT status, attempts FROM reply_outbox WHERE "
                        "inbound_key = ANY(%s)", (wa_keys,))
         assert len(during) == 5 and all(r["status"] != "sent" for r in during)
         assert any(r["attempts"] >= 1 for r in during)
         assert sender.breakers["whatsapp"].state in ("open", "half-open")
+        httpx.post(f"{channel_apis}/_sandbox/twilio/faults", json={}, timeout=5)  # Twilio is back
+
         def all_sent():
             rs = query(env["DATABASE_URL"], "SELECT * FROM reply_outbox WHERE inbound_key = ANY(%s)",
                        (wa_keys,))
