@@ -24,8 +24,10 @@ def register(subparsers) -> None:
 def run(args, settings) -> int:
     from loadtests.sandbox.app import create_app
 
+    # Google's and Twilio's front ends keep idle connections open for minutes; with uvicorn's
+    # 5 s default the SDKs' pooled connections would break on the first send after a pause.
     uvicorn.run(create_app(settings), host="127.0.0.1", port=args.port or settings.SANDBOX_PORT,
-                log_level="warning", access_log=False)
+                log_level="warning", access_log=False, timeout_keep_alive=120)
     return 0
 
 
