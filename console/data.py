@@ -315,6 +315,10 @@ def outbox_by_channel() -> pd.DataFrame:
     return frame(q.OUTBOX_BY_CHANNEL)
 
 
+def breakers() -> pd.DataFrame:
+    return frame(q.BREAKERS)
+
+
 def recent_audit(limit: int = 20) -> pd.DataFrame:
     return frame(q.RECENT_AUDIT, limit=limit)
 

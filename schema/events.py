@@ -216,7 +216,7 @@ class DeadLetter(Event):
         key: bytes | None = None,
         partition: int | None = None,
         offset: int | None = None,
-    ) -> "DeadLetter":
+    ) -> DeadLetter:
         return cls(
             source_topic=source_topic,
             partition=partition,

@@ -19,10 +19,12 @@ the reset time one row is tried as a probe (half-open).
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg.rows import dict_row
@@ -48,6 +50,15 @@ SET status = 'sending', attempts = r.attempts + 1, claimed_at = now(),
     next_attempt_at = now() + make_interval(secs => %(lease)s)
 FROM due WHERE r.id = due.id
 RETURNING r.*, due.prev_status, due.prev_claimed_at
+"""
+
+
+REPORT_BREAKER = """
+INSERT INTO dispatcher_breakers (dispatcher, channel, state, consecutive_failures, opened_at, updated_at)
+VALUES (%(dispatcher)s, %(channel)s, %(state)s, %(failures)s, %(opened_at)s, now())
+ON CONFLICT (dispatcher, channel) DO UPDATE
+   SET state = EXCLUDED.state, consecutive_failures = EXCLUDED.consecutive_failures,
+       opened_at = EXCLUDED.opened_at, updated_at = now()
 """
 
 
@@ -98,6 +109,8 @@ class Dispatcher:
             retry_base_s, retry_max_s, lease_s, sweep_s)
         self.wake = {c: threading.Event() for c in senders}
         self.stopping = threading.Event()
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self._reported: dict[str, tuple[str, float]] = {}  # channel -> (state, monotonic time)
         self.threads: list[threading.Thread] = []
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -142,6 +155,7 @@ class Dispatcher:
                     sender = self.sender_factories[channel]()
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
+                self.report_breaker(conn, channel)
                 limit = breaker.allowed()
                 sent_any = False
                 if limit:
@@ -158,6 +172,20 @@ class Dispatcher:
                 self.stopping.wait(1.0)
         if conn is not None:
             conn.close()
+
+    def report_breaker(self, conn: psycopg.Connection, channel: str, every_s: float = 10.0) -> None:
+        """Upsert this process's breaker state for `channel` when it changed, else every `every_s`."""
+        breaker = self.breakers[channel]
+        state, now = breaker.state, time.monotonic()
+        last = self._reported.get(channel)
+        if last is not None and last[0] == state and now - last[1] < every_s:
+            return
+        opened_at = None
+        if breaker.opened_at is not None:
+            opened_at = datetime.now(UTC) - timedelta(seconds=breaker.clock() - breaker.opened_at)
+        conn.execute(REPORT_BREAKER, {"dispatcher": self.name, "channel": channel, "state": state,
+                                      "failures": breaker.consecutive, "opened_at": opened_at})
+        self._reported[channel] = (state, now)
 
     def claim(self, conn: psycopg.Connection, channel: str, limit: int) -> list[dict]:
         return conn.execute(CLAIM, {"channel": channel, "limit": limit, "lease": self.lease_s}).fetchall()

@@ -335,6 +335,14 @@ SELECT channel,
  ORDER BY channel
 """
 
+# Breaker states reported by live dispatchers (a report older than a minute is a stopped one).
+BREAKERS = """
+SELECT channel, state, consecutive_failures, opened_at, dispatcher, updated_at
+  FROM dispatcher_breakers
+ WHERE updated_at > now() - interval '1 minute'
+ ORDER BY channel, dispatcher
+"""
+
 TABLE_EXISTS = "SELECT to_regclass(%(name)s) IS NOT NULL AS present"
 
 # --- audit -----------------------------------------------------------------------------

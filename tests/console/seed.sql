@@ -71,3 +71,8 @@ INSERT INTO kb_lookups (inbound_key, channel, query, top_slug, score, answered, 
   ('web:k1', 'web', 'how do I track an order', 'track-order', 0.77, true, greatest(date_trunc('day', now()), now() - interval '40 minutes')),
   ('web:k2', 'web', 'refund policy please', 'refund-policy', 0.71, true, greatest(date_trunc('day', now()), now() - interval '30 minutes')),
   ('whatsapp:k3', 'whatsapp', 'do you sell gift wrapping for mattresses', 'refund-policy', 0.12, false, greatest(date_trunc('day', now()), now() - interval '20 minutes'));
+
+INSERT INTO dispatcher_breakers (dispatcher, channel, state, consecutive_failures, opened_at, updated_at) VALUES
+  ('pod-a:41', 'whatsapp', 'open', 5, now() - interval '20 seconds', now()),
+  ('pod-a:41', 'email', 'closed', 0, NULL, now()),
+  ('pod-gone:7', 'web', 'closed', 0, NULL, now() - interval '10 minutes');

@@ -91,3 +91,5 @@ def test_system_page_shows_health_lag_and_outbox_per_channel(console_env):
     assert outbox.loc["whatsapp", "parked"] == 1 and outbox.loc["email", "sent"] == 2
     assert outbox.loc["whatsapp", "last_error"] == "HTTP 503 from Twilio"
     assert metrics["whatsapp delivery"].value == "failing" and metrics["email delivery"].value == "ok"
+    breakers = next(d.value for d in at.dataframe if "consecutive_failures" in d.value.columns)
+    assert dict(zip(breakers["channel"], breakers["state"])) == {"email": "closed", "whatsapp": "open"}

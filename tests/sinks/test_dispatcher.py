@@ -116,6 +116,11 @@ def test_failures_park_with_backoff_and_open_the_breaker(conn, app_settings, cha
         assert d.breakers["whatsapp"].state == "open" and d.breakers["whatsapp"].allowed() == 0
         assert all(r["attempts"] == (1 if r["status"] == "parked" else 0) for r in rows)
         assert {e.kind.value for e in d.events} == {"failed"}
+        d.report_breaker(conn, "whatsapp")  # what the console's System page reads
+        shown = conn.execute("SELECT state, consecutive_failures, opened_at FROM dispatcher_breakers "
+                             "WHERE dispatcher = %s AND channel = 'whatsapp'", (d.name,)).fetchone()
+        assert shown["state"] == "open" and shown["consecutive_failures"] == 2
+        assert shown["opened_at"] is not None
     finally:
         httpx.post(f"{channel_api_server}/_sandbox/twilio/faults", json={})
 

@@ -63,13 +63,24 @@ def health() -> None:
                        delta_arrow="off", delta_color="normal" if d["state"] == "ok" else "inverse",
                        border=True)
         st.caption("From the reply outbox: the dispatcher retries parked replies behind a circuit "
-                   "breaker per channel (kept in its memory).")
+                   "breaker per channel.")
         # Tall enough for the five-status legend beside the bars.
         st.altair_chart(charts.outbox_status(outbox), width="stretch",
                         height=max(150, charts.bar_height(len(outbox))))
         st.dataframe(outbox.drop(columns=["last_stuck_at"]), hide_index=True, width="stretch",
                      column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
                                     "last_error": st.column_config.TextColumn(width="large")})
+
+    st.subheader("Circuit breakers")
+    breakers = data.breakers() if pg["up"] else None
+    if breakers is None or breakers.empty:
+        st.info("No dispatcher has reported in the last minute: replies are not being sent.")
+    else:
+        st.caption("closed = sending; open = the channel API failed repeatedly, sends paused; "
+                   "half-open = one probe allowed. Reported by each running dispatcher.")
+        st.dataframe(breakers, hide_index=True, width="stretch",
+                     column_config={"opened_at": st.column_config.DatetimeColumn("opened", format="HH:mm:ss"),
+                                    "updated_at": st.column_config.DatetimeColumn("reported", format="HH:mm:ss")})
 
 
 health()
