@@ -20,11 +20,11 @@ os.environ.setdefault("FTE_PG_PORT", "25432")
 os.environ.setdefault("ENVIRONMENT", "test")
 os.environ.setdefault("XDG_RUNTIME_DIR", "/tmp")
 
-import psycopg  # noqa: E402
+import psycopg
 
-from fte import stack as fte_stack  # noqa: E402
-from fte.settings import Settings  # noqa: E402
-from schema.migrate import migrate  # noqa: E402
+from fte import stack as fte_stack
+from fte.settings import Settings
+from schema.migrate import migrate
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +81,16 @@ def _with_database(url: str, name: str) -> str:
 
 def pytest_unconfigure(config):
     """After the summary: Kafka clients still alive in module globals would log reconnect
-    attempts to the broker this session stopped, burying the summary line; mute them."""
+    attempts to the broker this session stopped, burying the summary line; mute them at
+    exit (pytest restores its own capture of fds 1 and 2 after this hook)."""
+    import atexit
     import sys
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    def mute() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+
+    atexit.register(mute)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from console_apptest import DEV_PASSWORD, REPO
+from testkit import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -31,15 +31,11 @@ PAGES = [  # (sidebar link, text that proves the page rendered with data)
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def console_server(console_env):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "fte.cli", "console", "--port", str(port)],
                             cwd=REPO, env=dict(os.environ), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)

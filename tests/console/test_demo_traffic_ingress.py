@@ -3,13 +3,11 @@ every request accepted, and each channel's messages on its Kafka topic."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 from confluent_kafka import Consumer, TopicPartition
+from testkit import ServerThread, free_port
 
 from fte.settings import Settings
 from loadtests import demo_traffic as demo
@@ -19,20 +17,6 @@ from schema.topics import INBOUND_BY_CHANNEL, topic_name
 ingress_app = pytest.importorskip("ingress.app", reason="the ingress is not in the tree yet")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(app, port: int) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "server did not start"
-    return server
 
 
 def _events(bootstrap: str, topic: str) -> list[InboundMessage]:
@@ -51,14 +35,10 @@ def _events(bootstrap: str, topic: str) -> list[InboundMessage]:
 
 
 def test_demo_traffic_reaches_kafka_through_the_ingress_on_every_channel(console_env):
-    channels = ("whatsapp", "web")
-    sandbox = None
-    try:
-        sandbox_app = pytest.importorskip("loadtests.sandbox.app").create_app()
-        channels = demo.CHANNELS
-    except pytest.skip.Exception:
-        sandbox_app = None
-    ingress_port, sandbox_port = _free_port(), _free_port()
+    from loadtests.sandbox.app import create_app as create_sandbox_app
+
+    channels = demo.CHANNELS
+    ingress_port, sandbox_port = free_port(), free_port()
     settings = Settings(
         ENVIRONMENT="test",
         DATABASE_URL=console_env["database_url"],
@@ -69,20 +49,14 @@ def test_demo_traffic_reaches_kafka_through_the_ingress_on_every_channel(console
         GMAIL_PUSH_VERIFICATION_TOKEN="demo-push-token",
         GMAIL_DISCOVERY_URL=f"http://127.0.0.1:{sandbox_port}/discovery/gmail/v1/rest",
     )
-    if sandbox_app is not None:
-        sandbox = _serve(sandbox_app, sandbox_port)
-    ingress = _serve(ingress_app.create_app(settings), ingress_port)
-    try:
+    with ServerThread(create_sandbox_app(), port=sandbox_port, lifespan="auto"), \
+            ServerThread(ingress_app.create_app(settings), port=ingress_port, lifespan="auto"):
         traffic = demo.DemoTraffic(settings, ingress_url=f"http://127.0.0.1:{ingress_port}",
                                    sandbox_url=f"http://127.0.0.1:{sandbox_port}", channels=channels, seed=3,
                                    # One request at a time: concurrent Gmail pushes can race between
                                    # the local Gmail server's history list and its historyId.
                                    workers=1)
         results = traffic.run(rate=8, duration=3)
-    finally:
-        ingress.should_exit = True
-        if sandbox is not None:
-            sandbox.should_exit = True
     sent = sum(results.values())
     assert sent >= 20, results
     accepted = {k: v for k, v in results.items() if k.split()[1] in ("200", "202", "204")}

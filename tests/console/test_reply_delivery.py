@@ -4,49 +4,39 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from console_apptest import REPO, open_page, texts
+from testkit import ServerThread, free_port
 
 sandbox_app = pytest.importorskip("loadtests.sandbox.app", reason="the channel API sandbox is not in the tree yet")
 pytest.importorskip("sinks.dispatcher", reason="the dispatcher is not in the tree yet")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def sandbox_and_dispatcher(console_env, monkeypatch):
     from fte.settings import Settings
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("TWILIO_API_BASE", base)
     monkeypatch.setenv("GMAIL_DISCOVERY_URL", f"{base}/discovery/gmail/v1/rest")
-    server = uvicorn.Server(uvicorn.Config(sandbox_app.create_app(Settings()), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    dispatcher = subprocess.Popen([sys.executable, "-m", "fte.cli", "dispatch"], cwd=REPO,
-                                  env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    yield base
-    dispatcher.terminate()
-    try:
-        dispatcher.wait(15)
-    except subprocess.TimeoutExpired:
-        dispatcher.kill()
-    server.should_exit = True
+    with ServerThread(sandbox_app.create_app(Settings()), port=port, lifespan="auto"):
+        dispatcher = subprocess.Popen([sys.executable, "-m", "fte.cli", "dispatch"], cwd=REPO,
+                                      env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
+        yield base
+        dispatcher.terminate()
+        try:
+            dispatcher.wait(15)
+        except subprocess.TimeoutExpired:
+            dispatcher.kill()
 
 
 def test_reply_as_a_human_arrives_at_the_whatsapp_api(console_env, db, sandbox_and_dispatcher):

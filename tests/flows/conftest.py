@@ -3,13 +3,12 @@ knowledge base loaded, and the OpenAI-compatible sandbox server on an ephemeral 
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from testkit import ServerThread
 
 REPO = Path(__file__).resolve().parents[2]
 KB_DEMO = REPO / "flows" / "kb_demo"
@@ -45,23 +44,11 @@ def kb_database_url(stack):
 @pytest.fixture(scope="module")
 def openai_sandbox():
     """The sandbox OpenAI router served by uvicorn on 127.0.0.1:<ephemeral>; yields base URL."""
-    import uvicorn
-
     from loadtests.sandbox.openai import create_app, state
 
-    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not (server.started and server.servers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "sandbox server did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    state.reset()
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with ServerThread(create_app(), lifespan="off") as url:
+        state.reset()
+        yield url
 
 
 @pytest.fixture

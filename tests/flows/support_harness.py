@@ -11,10 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import httpx
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from testkit import ServerThread, wait_for
 
 from schema.events import Channel, Identifier, IdentifierKind, InboundMessage
 
@@ -45,22 +43,10 @@ __all__ = [
 @pytest.fixture(scope="module")
 def channel_apis(settings):
     """Base URL of the sandbox app (Gmail + Twilio APIs) on 127.0.0.1:<ephemeral>."""
-    import uvicorn
-
     from loadtests.sandbox.app import create_app
 
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=0,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not (server.started and server.servers) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "sandbox server did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with ServerThread(create_app(settings), lifespan="off") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -164,18 +150,6 @@ def publish(env: dict[str, str], messages: list[InboundMessage | tuple[str, byte
 def query(database_url: str, sql: str, params=()) -> list[dict]:
     with psycopg.connect(database_url, row_factory=dict_row) as conn:
         return conn.execute(sql, params).fetchall()
-
-
-def wait_for(check: Callable[[], object], timeout: float = 60.0, interval: float = 0.25,
-             message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last: {last!r}")
 
 
 def sandbox_get(base: str, path: str, **params) -> dict:

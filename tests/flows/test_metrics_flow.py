@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from testkit import wait_for
 
 from fte.kafka import ensure_topics, idempotent_producer
 from schema.events import Alert, Channel, DeadLetter, SupportEvent, SupportEventKind
@@ -108,17 +109,6 @@ def produce(bootstrap: str, topic: str, values: list[bytes], partition: int | No
             key = b"raw"
         producer.produce(topic, value=value, key=key, **kwargs)
     assert producer.flush(15) == 0
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 class FlowProcess:

@@ -16,13 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-import uvicorn
 from confluent_kafka import Consumer, TopicPartition
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
+from testkit import ServerThread
 
 from fte.kafka import ensure_topics
 from fte.settings import Settings
@@ -33,29 +33,6 @@ PUBLIC_BASE_URL = "https://support.example.test"
 PUSH_AUDIENCE = "https://support.example.test/webhooks/gmail"
 PUSH_SERVICE_ACCOUNT = "gmail-push@fte-test.iam.gserviceaccount.com"
 SHARED_TOKEN = "shared-dev-token-for-tests"
-
-
-class ServerThread:
-    """uvicorn serving an ASGI app on 127.0.0.1:<ephemeral> in a daemon thread."""
-
-    def __init__(self, app):
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("server did not start")
-            time.sleep(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
 
 
 # --- Pub/Sub push tokens ---------------------------------------------------------------

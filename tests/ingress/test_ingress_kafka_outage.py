@@ -7,7 +7,6 @@ so stopping it never disturbs anyone else's broker.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import psycopg
 import pytest
+from testkit import free_port
 from twilio.request_validator import RequestValidator
 
 from fte.kafka import ensure_topics
@@ -35,10 +35,6 @@ def retried(call, attempts: int = 20) -> int:
     return status
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -49,8 +45,8 @@ def private_kafka(stack, tmp_path):
     home = tmp_path / "kafka"
     home.mkdir()
     (home / "libs").symlink_to(shared_libs)
-    settings = stack.model_copy(update={"FTE_DATA_DIR": tmp_path, "FTE_KAFKA_PORT": _free_port(),
-                                            "FTE_KAFKA_CONTROLLER_PORT": _free_port(),
+    settings = stack.model_copy(update={"FTE_DATA_DIR": tmp_path, "FTE_KAFKA_PORT": free_port(),
+                                            "FTE_KAFKA_CONTROLLER_PORT": free_port(),
                                             "FTE_KAFKA_HEAP": "256m", "KAFKA_BOOTSTRAP_SERVERS": None})
     kafka = EmbeddedKafka(settings)
     kafka.start()

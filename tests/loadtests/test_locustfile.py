@@ -11,7 +11,6 @@ import ast
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from testkit import free_port
 from twilio.request_validator import RequestValidator
 
 from fte.kafka import ensure_topics
@@ -100,16 +100,12 @@ def test_locust_refuses_a_host_other_than_loopback():
 
 def test_locust_refuses_the_unbounded_web_ui():
     result = subprocess.run(
-        [str(LOCUST), "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1", "--web-port", str(_free_port()), "--host",
+        [str(LOCUST), "-f", str(LOCUSTFILE), "--web-host", "127.0.0.1", "--web-port", str(free_port()), "--host",
          "http://127.0.0.1:9"], capture_output=True, text=True, timeout=60, cwd=REPO, check=False)
     assert result.returncode != 0
     assert "--headless" in result.stdout + result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _count_messages(bootstrap: str, topic: str) -> int:
@@ -130,7 +126,7 @@ def _count_messages(bootstrap: str, topic: str) -> int:
                     reason="ingress/app.py with `app` or `create_app` does not exist yet")
 def test_headless_locust_run_against_the_ingress(stack, kafka_bootstrap, database_url, topic_prefix):
     ensure_topics(kafka_bootstrap, topic_prefix)
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,

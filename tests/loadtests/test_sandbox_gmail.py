@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import base64
-import threading
-import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import httpx
 import pytest
-import uvicorn
 from googleapiclient.errors import HttpError
+from testkit import ServerThread
 
 from fte.gmail import build_gmail_service
 from fte.settings import Settings
@@ -22,18 +20,10 @@ MAILBOX = "support@shop.example"
 
 @pytest.fixture
 def sandbox():
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(GMAIL_MAILBOX=MAILBOX)),
-                                          host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    service = build_gmail_service(Settings(GMAIL_MAILBOX=MAILBOX,
-                                           GMAIL_DISCOVERY_URL=f"{url}/discovery/gmail/v1/rest"))
-    yield url, service
-    server.should_exit = True
-    thread.join(10)
+    with ServerThread(create_app(Settings(GMAIL_MAILBOX=MAILBOX)), lifespan="auto") as url:
+        service = build_gmail_service(Settings(GMAIL_MAILBOX=MAILBOX,
+                                               GMAIL_DISCOVERY_URL=f"{url}/discovery/gmail/v1/rest"))
+        yield url, service
 
 
 def deliver(url: str, **fields) -> dict:

@@ -1,7 +1,13 @@
 import pytest
 
 from schema.events import Identifier, IdentifierKind
-from schema.identity import InvalidIdentifier, identity_key, normalize, normalize_email, normalize_phone
+from schema.identity import (
+    InvalidIdentifier,
+    identity_key,
+    normalize,
+    normalize_email,
+    normalize_phone,
+)
 
 
 def test_email_is_lower_cased_and_gmail_not_folded_by_default():
