@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -46,9 +46,8 @@ def pool(database_url: str, *, max_size: int = 8) -> ConnectionPool:
 @contextmanager
 def transaction(database_url: str) -> Iterator[psycopg.Connection]:
     """A pooled connection inside one transaction, rows as dicts."""
-    with pool(database_url).connection() as conn:
-        with conn.transaction():
-            yield conn
+    with pool(database_url).connection() as conn, conn.transaction():
+        yield conn
 
 
 def close_pools() -> None:
