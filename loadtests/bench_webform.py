@@ -27,7 +27,7 @@ import httpx
 
 from fte.kafka import ensure_topics
 from fte.settings import Settings
-from loadtests.payloads import load_questions, web_submission
+from loadtests.payloads import load_questions, wait_until_healthy, web_submission
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -81,20 +81,6 @@ async def run_load(base_url: str, requests: int, concurrency: int, seed: int) ->
     }
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("fte ingress exited during start-up")
-        try:
-            if httpx.get(f"{url}/health", timeout=3).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"ingress not healthy at {url}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
@@ -116,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen([sys.executable, "-m", "fte.cli", "ingress"], env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, server)
+        wait_until_healthy(url, alive=lambda: server.poll() is None)
         result = asyncio.run(run_load(url, args.requests, args.concurrency, args.seed))
     finally:
         server.terminate()

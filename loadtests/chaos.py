@@ -50,6 +50,7 @@ from loadtests.payloads import (
     WHATSAPP_PATH,
     load_questions,
     twilio_signature,
+    wait_until_healthy,
     web_submission,
     webhook_url,
     whatsapp_form,
@@ -370,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for service in services.values():
             service.start()
-        _wait_for_ingress(f"http://127.0.0.1:{ingress_port}", services["ingress"])
+        wait_until_healthy(f"http://127.0.0.1:{ingress_port}", alive=services["ingress"].alive,
+                           timeout_s=90)
         _require_running(services.values(), settle_s=5.0)
         traffic = Traffic(f"http://127.0.0.1:{ingress_port}", settings, channels, args.messages,
                           args.rate)
@@ -413,20 +415,6 @@ def _require_running(services, settle_s: float) -> None:
     if dead:
         tails = "\n".join(f"--- {s.name}:\n{s.log_path.read_text(errors='replace')[-2000:]}" for s in dead)
         raise SystemExit(f"exited during start-up: {', '.join(s.name for s in dead)}\n{tails}")
-
-
-def _wait_for_ingress(url: str, ingress: Service, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not ingress.alive():
-            raise SystemExit(f"fte ingress exited; see {ingress.log_path}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"fte ingress did not become healthy at {url} within {timeout_s:.0f}s")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import csv
 import random
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 from twilio.request_validator import RequestValidator
 
 from fte.settings import get_settings
@@ -108,3 +111,23 @@ def require_loopback(url: str) -> None:
     host = urlsplit(url).hostname
     if host not in LOOPBACK_HOSTS:
         raise SystemExit(f"refusing to send test traffic to {host!r}: only 127.0.0.1 is allowed")
+
+
+class IngressNotReady(RuntimeError):
+    pass
+
+
+def wait_until_healthy(base_url: str, *, alive: Callable[[], bool] = lambda: True,
+                       timeout_s: float = 60.0, interval_s: float = 0.3) -> None:
+    """Poll `GET /health` until it answers 200; fail early if the server process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise IngressNotReady(f"the ingress at {base_url} exited during start-up")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(interval_s)
+    raise IngressNotReady(f"ingress not healthy at {base_url} within {timeout_s:.0f}s")

@@ -185,6 +185,8 @@ class SupportHandler:
             "AND status NOT IN ('resolved', 'closed') ORDER BY conversation_id, created_at DESC",
             ([c["id"] for c in convs.values()],)).fetchall()}
         items, opened = [], []
+        switches: list[tuple] = []
+        touched: dict[int, dict] = {}  # conversation id -> its state after this batch
         for w in todo:
             msg = w.inbound.msg
             conv = convs.get(w.customer_id)
@@ -204,16 +206,22 @@ class SupportHandler:
                     conv = conn.execute("UPDATE conversations SET status='open', closed_at=NULL "
                                         "WHERE id=%s RETURNING *", (conv["id"],)).fetchone()
                 if conv["last_channel"] != msg.channel.value:
-                    conn.execute("INSERT INTO channel_switches (conversation_id, from_channel, to_channel, "
-                                 "inbound_key, switched_at) VALUES (%s, %s, %s, %s, %s) "
-                                 "ON CONFLICT (inbound_key) DO NOTHING",
-                                 (conv["id"], conv["last_channel"], msg.channel.value, msg.inbound_key, at))
-                conv = conn.execute("UPDATE conversations SET last_channel=%s, last_message_at="
-                                    "GREATEST(last_message_at, %s) WHERE id=%s RETURNING *",
-                                    (msg.channel.value, at, conv["id"])).fetchone()
+                    switches.append((conv["id"], conv["last_channel"], msg.channel.value,
+                                     msg.inbound_key, at))
+                # Kept in memory and written once per conversation after the loop.
+                conv = {**conv, "last_channel": msg.channel.value,
+                        "last_message_at": max(conv["last_message_at"], at)}
+                touched[conv["id"]] = conv
             convs[w.customer_id] = conv
             ticket = self._ticket(conn, w, conv, tickets, opened)
             items.append({"work": w, "conv": conv, "ticket": ticket})
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO channel_switches (conversation_id, from_channel, to_channel, "
+                            "inbound_key, switched_at) VALUES (%s, %s, %s, %s, %s) "
+                            "ON CONFLICT (inbound_key) DO NOTHING", switches)
+            cur.executemany("UPDATE conversations SET last_channel = %s, "
+                            "last_message_at = GREATEST(last_message_at, %s) WHERE id = %s",
+                            [(c["last_channel"], c["last_message_at"], cid) for cid, c in touched.items()])
         conn.cursor().executemany(INSERT_INBOUND, [{
             "channel": i["work"].inbound.msg.channel.value,
             "cmid": i["work"].inbound.msg.channel_message_id,

@@ -17,7 +17,6 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -25,6 +24,7 @@ from testkit import free_port
 from twilio.request_validator import RequestValidator
 
 from fte.kafka import ensure_topics
+from loadtests.payloads import IngressNotReady, wait_until_healthy
 from schema.topics import WEB_INBOUND, WHATSAPP_INBOUND, topic_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,7 +147,11 @@ def test_headless_locust_run_against_the_ingress(stack, kafka_bootstrap, databas
                               stderr=subprocess.STDOUT, text=True)
     started_at = time.time()
     try:
-        _wait_healthy(base_url, server)
+        try:
+            wait_until_healthy(base_url, alive=lambda: server.poll() is None)
+        except IngressNotReady as exc:
+            output = server.stdout.read()[-3000:] if server.poll() is not None else ""
+            raise AssertionError(f"{exc}\n{output}") from exc
         result = subprocess.run(
             [str(LOCUST), "-f", str(LOCUSTFILE), "--headless", "-u", "6", "-r", "6", "-t", "6s",
              "--host", base_url, "--json", "--only-summary", "--stop-timeout", "5"],
@@ -172,17 +176,3 @@ def test_headless_locust_run_against_the_ingress(stack, kafka_bootstrap, databas
     assert _count_messages(kafka_bootstrap, topic_name(WEB_INBOUND, topic_prefix)) == submits
     assert (_count_messages(kafka_bootstrap, topic_name(WHATSAPP_INBOUND, topic_prefix))
             == stats["/webhooks/whatsapp"]["num_requests"])
-
-
-def _wait_healthy(base_url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"ingress exited:\n{server.stdout.read()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"ingress not healthy at {base_url} within {timeout_s}s")
