@@ -49,6 +49,9 @@ class Identifier(BaseModel):
 
     kind: IdentifierKind
     value: Annotated[str, Field(min_length=3, max_length=320)]
+    # Proven by the channel (Twilio signature, DMARC-aligned Gmail sender, a confirmed
+    # one-time code or link). Only verified identifiers link or merge customers.
+    verified: bool = False
 
 
 class InboundMessage(Event):
