@@ -1,7 +1,7 @@
 """The Twilio client used by the WhatsApp reply sender.
 
 Production talks to https://api.twilio.com. Development and tests set TWILIO_API_BASE to a
-local server speaking the Messages API (`loadtests/sandbox/twilio.py`); the SDK's own HTTP
+local server speaking the Messages API (`sandbox/twilio.py`); the SDK's own HTTP
 client is kept and only the host is rewritten, so requests, auth and errors are the real ones.
 """
 

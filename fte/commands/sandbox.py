@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args, settings) -> int:
-    from loadtests.sandbox.app import create_app
+    from sandbox.app import create_app
 
     # Google's and Twilio's front ends keep idle connections open for minutes; with uvicorn's
     # 5 s default the SDKs' pooled connections would break on the first send after a pause.

@@ -35,7 +35,7 @@ def _events(bootstrap: str, topic: str) -> list[InboundMessage]:
 
 
 def test_demo_traffic_reaches_kafka_through_the_ingress_on_every_channel(console_env):
-    from loadtests.sandbox.app import create_app as create_sandbox_app
+    from sandbox.app import create_app as create_sandbox_app
 
     channels = demo.CHANNELS
     ingress_port, sandbox_port = free_port(), free_port()

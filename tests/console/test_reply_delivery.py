@@ -13,7 +13,7 @@ import pytest
 from console_apptest import REPO, open_page, texts
 from testkit import ServerThread, free_port
 
-sandbox_app = pytest.importorskip("loadtests.sandbox.app", reason="the channel API sandbox is not in the tree yet")
+sandbox_app = pytest.importorskip("sandbox.app", reason="the channel API sandbox is not in the tree yet")
 pytest.importorskip("sinks.dispatcher", reason="the dispatcher is not in the tree yet")
 
 

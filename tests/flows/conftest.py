@@ -44,7 +44,7 @@ def kb_database_url(stack):
 @pytest.fixture(scope="module")
 def openai_sandbox():
     """The sandbox OpenAI router served by uvicorn on 127.0.0.1:<ephemeral>; yields base URL."""
-    from loadtests.sandbox.openai import create_app, state
+    from sandbox.openai import create_app, state
 
     with ServerThread(create_app(), lifespan="off") as url:
         state.reset()
@@ -53,7 +53,7 @@ def openai_sandbox():
 
 @pytest.fixture
 def sandbox_state(openai_sandbox):
-    from loadtests.sandbox.openai import state
+    from sandbox.openai import state
 
     state.reset()
     yield state

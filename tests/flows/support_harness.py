@@ -43,7 +43,7 @@ __all__ = [
 @pytest.fixture(scope="module")
 def channel_apis(settings):
     """Base URL of the sandbox app (Gmail + Twilio APIs) on 127.0.0.1:<ephemeral>."""
-    from loadtests.sandbox.app import create_app
+    from sandbox.app import create_app
 
     with ServerThread(create_app(settings), lifespan="off") as url:
         yield url

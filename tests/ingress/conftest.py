@@ -96,7 +96,7 @@ def mailbox() -> str:
 
 @pytest.fixture
 def sandbox_url(stack, mailbox) -> Iterator[str]:
-    from loadtests.sandbox.app import create_app
+    from sandbox.app import create_app
 
     with ServerThread(create_app(Settings(GMAIL_MAILBOX=mailbox))) as url:
         yield url

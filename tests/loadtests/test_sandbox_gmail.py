@@ -13,7 +13,7 @@ from testkit import ServerThread
 
 from fte.gmail import build_gmail_service
 from fte.settings import Settings
-from loadtests.sandbox.app import create_app
+from sandbox.app import create_app
 
 MAILBOX = "support@shop.example"
 

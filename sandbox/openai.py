@@ -11,7 +11,7 @@ message, then answer with the first article's opening sentences.
 
 Test helpers: POST /_sandbox/openai/script (a list of steps), GET /_sandbox/openai/requests,
 POST /_sandbox/openai/reset. Mount `router` in the sandbox app, or run this module alone:
-`python -m loadtests.sandbox.openai --port 8026`.
+`python -m sandbox.openai --port 8026`.
 """
 
 from __future__ import annotations

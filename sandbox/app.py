@@ -12,10 +12,10 @@ import importlib.util
 from fastapi import FastAPI
 
 from fte.settings import Settings
-from loadtests.sandbox import gmail
+from sandbox import gmail
 
 # Other channel API modules, each exposing `router` (and optionally `install(app, settings)`).
-OPTIONAL_MODULES = ("loadtests.sandbox.twilio", "loadtests.sandbox.openai")
+OPTIONAL_MODULES = ("sandbox.twilio", "sandbox.openai")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
