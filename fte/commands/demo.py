@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from loadtests.demo_traffic import CHANNELS, DemoTraffic
+from sandbox.demo_traffic import CHANNELS, DemoTraffic
 
 
 def register(subparsers) -> None:

@@ -9,7 +9,7 @@ from collections import Counter
 from twilio.request_validator import RequestValidator
 
 from fte.settings import Settings
-from loadtests import demo_traffic as demo
+from sandbox import demo_traffic as demo
 
 
 def test_messages_come_from_bitext_and_hint3():

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, TopicPartition
 from testkit import ServerThread, free_port
 
 from fte.settings import Settings
-from loadtests import demo_traffic as demo
+from sandbox import demo_traffic as demo
 from schema.events import Channel, InboundMessage, parse_event
 from schema.topics import INBOUND_BY_CHANNEL, topic_name
 
