@@ -14,18 +14,21 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
-from twilio.request_validator import RequestValidator
 
 from fte.settings import get_settings
+from sandbox.webhooks import (  # noqa: F401 -- re-exported for the load tests
+    LOOPBACK_HOSTS,
+    WHATSAPP_PATH,
+    require_loopback,
+    twilio_signature,
+    webhook_url,
+)
 
 SUBMIT_PATH = "/support/submit"
 TICKET_PATH = "/support/ticket/{ticket_id}"
-WHATSAPP_PATH = "/webhooks/whatsapp"
 CATEGORIES = ("general", "technical", "billing", "feedback", "bug_report")
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 # Questions the demo knowledge base answers; replaced by Bitext questions when the data is there.
 _FALLBACK_QUESTIONS = (
@@ -94,23 +97,6 @@ def whatsapp_form(rng: random.Random, questions: list[str], *, account_sid: str,
         "NumSegments": "1",
         "ApiVersion": "2010-04-01",
     }
-
-
-def twilio_signature(auth_token: str, url: str, params: dict[str, str]) -> str:
-    """X-Twilio-Signature exactly as Twilio computes it (HMAC-SHA1 over URL + sorted params)."""
-    return RequestValidator(auth_token).compute_signature(url, params)
-
-
-def webhook_url(public_base_url: str, path: str = WHATSAPP_PATH) -> str:
-    """The URL Twilio is configured to call, which the ingress validates signatures against."""
-    return public_base_url.rstrip("/") + path
-
-
-def require_loopback(url: str) -> None:
-    """Load and chaos traffic goes to this machine only."""
-    host = urlsplit(url).hostname
-    if host not in LOOPBACK_HOSTS:
-        raise SystemExit(f"refusing to send test traffic to {host!r}: only 127.0.0.1 is allowed")
 
 
 class IngressNotReady(RuntimeError):

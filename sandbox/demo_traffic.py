@@ -34,7 +34,7 @@ import httpx
 
 from fte.logs import get_logger
 from fte.settings import Settings, get_settings
-from loadtests.payloads import require_loopback, twilio_signature, webhook_url
+from sandbox.webhooks import require_loopback, twilio_signature, webhook_url
 
 log = get_logger(__name__)
 
