@@ -1,173 +1,196 @@
-"""The support dataflow: channel topics -> identity -> sentiment -> policy/agent -> replies.
+"""The support dataflow: channel topics -> identity -> sentiment -> load -> decide -> persist.
 
-    channel.{email,whatsapp,web}.inbound ─ parse ─┬─ invalid ─────────> deadletter topic + table
-                                                  └─ by identifier: resolve customer (cached)
-        ─ by customer: sentiment + trend ─ gathered into batches (<= FLOW_BATCH_WAIT_MS)
-        ─ batch handler (sinks/support_store.py):
-              takeover / escalation policy / agent (thread pool) / formatting
-              -> Postgres (messages, tickets, escalations, outbox, kb_lookups, flow_progress)
-        ─ SupportEvents -> support.events, Escalations -> support.escalations
+    channel.{email,whatsapp,web}.inbound ─ parse ─┬─ invalid ────────────────> dead_letters table
+                                                  └─ by identifier: identity (cached, TTL)
+        ─┬─ identity DB error (not a lost connection) ─> dead_letters table
+         └─ by customer: sentiment + trend (TTL) ─ gather into batches (<= FLOW_BATCH_WAIT_MS)
+        ─ load_context   one read: survivors, replays, conversations, tickets, escalations, history
+        ─ decide         pure (flows/support_decide.py): continuity, takeover, policy, agent, format
+        ─ persist        one transaction: domain rows, reply outbox, event outbox, flow_progress
+                         (a batch that fails is re-run, then split; a message that still fails
+                         is dead-lettered)
+    event outbox ─ `fte relay` ─> support.events, support.escalations (at least once)
 
 Identity state is keyed by the normalised sender identifier (the Kafka key) and caches the
 customer id; a message with several identifiers (web form: email + phone) always goes to
 Postgres so they get linked (and two customers merged). After resolution the stream is
 re-keyed by customer id, so every message of one customer — whatever channel — is handled
 by one worker, in order. A cache entry may still name a customer that was merged since;
-the handler maps ids to the surviving customer with one query per batch.
+load_context maps ids to the surviving customer with one query per batch. Per-identifier and
+per-customer state is dropped after FLOW_STATE_TTL_S without messages, so a flood of new
+senders cannot grow memory without bound.
 
-Recovery: offsets and state are snapshotted together; the handler skips messages already
-handled (messages.handled_at) and every write is idempotent, so a replay sends nothing twice.
+Recovery: offsets and state are snapshotted together; load_context skips messages already
+handled (messages.handled_at) and every write is idempotent, so a replay sends nothing twice;
+the events of a batch are committed with its rows, so a crash after the commit loses none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink, KafkaSinkMessage, KafkaSource
+from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
 from flows.sentiment import Trend, score
 from flows.support_steps import Inbound, Work, parse_inbound
-from schema.events import DeadLetter, Escalation, SupportEvent
+from schema.events import DeadLetter, describe_error
 
 FLOW_NAME = "support"
 BATCH_BUCKETS = 4  # batching keys: at most this many workers share the handler work
 
 
-def dead_letter_message(dead: DeadLetter) -> KafkaSinkMessage[bytes, bytes]:
-    return KafkaSinkMessage(key=dead.source_topic.encode(), value=dead.to_bytes())
+class ExpiringState(StatefulLogic):
+    """Per-key state for `op.stateful` that is discarded `ttl` after the key's last item.
+
+    `step(state, item) -> (state, emitted items)`; the snapshot carries the last-seen time,
+    so the expiry survives a restart."""
+
+    def __init__(self, step: Callable[[Any, Any], tuple[Any, list]], ttl: timedelta,
+                 resume: tuple[Any, datetime] | None = None):
+        self.step = step
+        self.ttl = ttl
+        self.state, self.seen = resume if resume is not None else (None, None)
+
+    def on_item(self, value):
+        self.state, out = self.step(self.state, value)
+        self.seen = datetime.now(UTC)
+        return out, self.state is None  # nothing worth keeping: discard at once
+
+    def on_notify(self):
+        return [], StatefulLogic.DISCARD
+
+    def notify_at(self) -> datetime | None:
+        return None if self.seen is None else self.seen + self.ttl
+
+    def snapshot(self):
+        return (self.state, self.seen)
 
 
-def event_message(event: SupportEvent | Escalation) -> KafkaSinkMessage[bytes, bytes]:
-    return KafkaSinkMessage(key=str(event.customer_id or "").encode(), value=event.to_bytes())
+def expiring(step: Callable, ttl: timedelta) -> Callable:
+    return lambda resume: ExpiringState(step, ttl, resume)
 
 
 class IdentityStep:
-    """stateful_map logic: state = cached customer id for one identifier."""
+    """state = cached customer id for one identifier; emits (customer id, Inbound), or a
+    DeadLetter when resolution fails for a reason other than a lost connection."""
 
-    def __init__(self, resolve: Callable[[Inbound], int]):
+    def __init__(self, resolve: Callable[[Inbound], int],
+                 fatal: tuple[type[BaseException], ...] = ()):
         self.resolve = resolve
+        self.fatal = fatal
 
-    def __call__(self, cached: int | None, item: Inbound) -> tuple[int | None, tuple[int, Inbound]]:
+    def __call__(self, cached: int | None, item: Inbound) -> tuple[int | None, list]:
         if cached is not None and len(item.identifiers) == 1:
-            return cached, (cached, item)
-        customer_id = self.resolve(item)
-        return customer_id, (customer_id, item)
+            return cached, [(cached, item)]
+        try:
+            customer_id = self.resolve(item)
+        except self.fatal:
+            raise  # the database is unreachable: stop, resume from the snapshot later
+        except Exception as exc:  # noqa: BLE001 -- this message cannot be resolved: dead letter
+            return cached, [DeadLetter.for_raw(
+                source_topic=item.topic, partition=item.partition, offset=item.offset,
+                key=item.key.encode(), raw=item.msg.to_bytes(),
+                reason=f"identity: {describe_error(exc)}"[:2000])]
+        return customer_id, [(customer_id, item)]
 
 
-def sentiment_step(trend: Trend | None, item: tuple[int, Inbound]) -> tuple[Trend, Work]:
+def sentiment_step(trend: Trend | None, item: tuple[int, Inbound]) -> tuple[Trend, list[Work]]:
     customer_id, inbound = item
     msg = inbound.msg
     s = score(f"{msg.subject}. {msg.body}" if msg.subject and not msg.subject.lower().startswith("re:")
               else msg.body)
     trend = (trend or Trend()).update(s)
-    return trend, Work(inbound, customer_id, s, trend)
+    return trend, [Work(inbound, customer_id, s, trend)]
 
 
-def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
-               handler: Callable[[list[Work]], list[Any]], events: Sink, escalations: Sink,
-               dead_letters_db: Sink, dead_letters_topic: Sink, fold_gmail: bool = False,
-               region: str = "US", batch_size: int = 500,
-               batch_wait: timedelta = timedelta(milliseconds=50)) -> Dataflow:
+def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int], stages,
+               dead_letters_db: Sink, fold_gmail: bool = False, region: str = "US",
+               batch_size: int = 500, batch_wait: timedelta = timedelta(milliseconds=50),
+               state_ttl: timedelta = timedelta(days=7),
+               fatal: tuple[type[BaseException], ...] = ()) -> Dataflow:
+    """`stages` has load_step, decide_step and persist_step (sinks/support_store.py)."""
     flow = Dataflow(FLOW_NAME)
     raw = op.input("inbound_in", flow, source)
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, fold_gmail=fold_gmail, region=region))
     valid = op.branch("is_valid", parsed, lambda x: isinstance(x, Inbound))
 
     by_identifier = op.key_on("by_identifier", valid.trues, lambda m: m.key)
-    resolved = op.stateful_map("identity", by_identifier, IdentityStep(resolve))
-    by_customer = op.key_on("by_customer", op.map("customer_of", resolved, lambda kv: kv[1]),
-                            lambda cv: str(cv[0]))
-    work = op.map("work", op.stateful_map("sentiment", by_customer, sentiment_step), lambda kv: kv[1])
-    # Gather work into larger batches: one handler call (two transactions, one agent round)
-    # per batch instead of one per tiny upstream batch. A customer always maps to the same
-    # bucket, so their messages stay in order; buckets spread batches over the workers.
+    resolved = op.stateful("identity", by_identifier, expiring(IdentityStep(resolve, fatal), state_ttl))
+    identity_ok = op.branch("is_resolved", op.map("resolved", resolved, lambda kv: kv[1]),
+                            lambda x: not isinstance(x, DeadLetter))
+    by_customer = op.key_on("by_customer", identity_ok.trues, lambda cv: str(cv[0]))
+    work = op.map("work", op.stateful("sentiment", by_customer, expiring(sentiment_step, state_ttl)),
+                  lambda kv: kv[1])
+    # Gather work into larger batches: one load, one decide and one persist per batch instead
+    # of one per tiny upstream batch. A customer always maps to the same bucket, so their
+    # messages stay in order; buckets spread batches over the workers.
     buckets = op.key_on("by_bucket", work, lambda w: str(w.customer_id % BATCH_BUCKETS))
-    batches = op.collect("gather", buckets, timeout=batch_wait, max_size=batch_size)
-    out = op.flat_map("handle", batches, lambda kv: handler(kv[1]))
-    # A message the handler cannot process (a poison message) comes back as a dead letter.
-    failed = op.branch("is_handler_dead_letter", out, lambda e: isinstance(e, DeadLetter))
-    dead = op.merge("dead_letters", valid.falses, failed.trues)
+    batches = op.map("batch", op.collect("gather", buckets, timeout=batch_wait, max_size=batch_size),
+                     lambda kv: kv[1])
+    contexts = op.map("load_context", batches, stages.load_step)
+    plans = op.map("decide", contexts, stages.decide_step)
+    # persist returns the dead letters of messages that could not be handled (poison messages).
+    failed = op.flat_map("persist", plans, stages.persist_step)
+    dead = op.merge("dead_letters", valid.falses, identity_ok.falses, failed)
     op.output("dead_letters_db", dead, dead_letters_db)
-    op.output("dead_letters_topic", op.map("dead_letter_msg", dead, dead_letter_message),
-              dead_letters_topic)
-    is_escalation = op.branch("is_escalation", failed.falses, lambda e: isinstance(e, Escalation))
-    op.output("escalations_out", op.map("escalation_msg", is_escalation.trues, event_message), escalations)
-    op.output("events_out", op.map("event_msg", is_escalation.falses, event_message), events)
     return flow
 
 
 def build_kafka_flow(settings, *, agent=None) -> Dataflow:
-    """Production wiring: Kafka in and out, Postgres, the configured agent."""
+    """Production wiring: Kafka in, Postgres, the configured agent (events leave through the
+    event outbox and `fte relay`)."""
+    import psycopg
+
     from flows.agent import build_agent
     from flows.policy import load_policy
-    from schema.topics import (
-        DEADLETTER,
-        ESCALATIONS,
-        INBOUND_BY_CHANNEL,
-        SUPPORT_EVENTS,
-        topic_name,
-    )
+    from schema.topics import INBOUND_BY_CHANNEL, topic_name
     from sinks.metrics_store import PostgresSink
-    from sinks.support_store import SupportHandler, write_dead_letters_with_progress
+    from sinks.support_store import SupportStages, write_dead_letters_with_progress
 
     brokers = [settings.kafka_bootstrap]
-    prefix = settings.TOPIC_PREFIX
-    topics = [topic_name(t, prefix) for t in INBOUND_BY_CHANNEL.values()]
-    producer = {"enable.idempotence": "true", "acks": "all", "linger.ms": "5"}
+    topics = [topic_name(t, settings.TOPIC_PREFIX) for t in INBOUND_BY_CHANNEL.values()]
     sla_config = None
     if settings.SLA_CONFIG_FILE and settings.SLA_CONFIG_FILE.exists():
         from flows.sla import load_sla_config
 
         sla_config = load_sla_config(settings.SLA_CONFIG_FILE)
-    handler = SupportHandler(settings.database_url, agent or build_agent(settings),
-                             load_policy(settings.ESCALATION_POLICY_FILE),
-                             reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
-                             concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config)
+    stages = SupportStages(settings.database_url, agent or build_agent(settings),
+                           load_policy(settings.ESCALATION_POLICY_FILE),
+                           reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
+                           concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config)
     return build_flow(
         KafkaSource(brokers, topics, raise_on_errors=False, batch_size=settings.FLOW_BATCH_SIZE),
         resolve=identity_resolver(settings),
-        handler=handler,
-        events=KafkaSink(brokers, topic_name(SUPPORT_EVENTS, prefix), add_config=producer),
-        escalations=KafkaSink(brokers, topic_name(ESCALATIONS, prefix), add_config=producer),
+        stages=stages,
         dead_letters_db=PostgresSink(settings.database_url, write_dead_letters_with_progress(FLOW_NAME),
                                      "dead_letters"),
-        dead_letters_topic=KafkaSink(brokers, topic_name(DEADLETTER, prefix), add_config=producer),
         fold_gmail=settings.EMAIL_FOLD_GMAIL_DOTS, region=settings.DEFAULT_PHONE_REGION,
         batch_size=settings.FLOW_BATCH_SIZE,
         batch_wait=timedelta(milliseconds=settings.FLOW_BATCH_WAIT_MS),
+        state_ttl=timedelta(seconds=settings.FLOW_STATE_TTL_S),
+        fatal=(psycopg.OperationalError,),
     )
 
 
 def identity_resolver(settings) -> Callable[[Inbound], int]:
-    """Resolve through Postgres, one connection per worker thread."""
-    import threading
-
-    import psycopg
-
+    """Resolve through Postgres with a connection of the process pool."""
+    from schema.db import pooled
     from sinks.identity import resolve_customer
 
     database_url = settings.database_url
-    local = threading.local()
 
     def resolve(item: Inbound) -> int:
-        conn = getattr(local, "conn", None)
-        if conn is None or conn.closed:
-            conn = local.conn = psycopg.connect(database_url, connect_timeout=10)
-        try:
-            with conn.transaction():
-                customer_id, _ = resolve_customer(conn, item.identifiers,
-                                                  channel=item.msg.channel.value,
-                                                  display_name=item.msg.sender_name)
-                return customer_id
-        except psycopg.OperationalError:
-            conn.close()
-            raise
+        with pooled(database_url) as conn, conn.transaction():
+            customer_id, _ = resolve_customer(conn, item.identifiers, channel=item.msg.channel.value,
+                                              display_name=item.msg.sender_name)
+            return customer_id
     return resolve
 
 

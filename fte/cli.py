@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "fte.commands.eval",
     "fte.commands.flow",
     "fte.commands.dispatch",
+    "fte.commands.relay",
 ]
 
 

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     RECOVERY_BACKUP_S: float = 0.0
     FLOW_BATCH_SIZE: int = 500  # support flow: Kafka messages per partition read / handler batch
     FLOW_BATCH_WAIT_MS: float = 50.0  # longest a message waits to be batched with others
+    FLOW_STATE_TTL_S: float = 7 * 24 * 3600.0  # per-identifier / per-customer flow state kept this long idle
     # Reply dispatcher: failures in a row that open a channel's circuit, and how long it stays
     # open before one probe; retry backoff for parked replies; lease of a claimed row.
     DISPATCH_BREAKER_FAILURES: int = 5

@@ -133,9 +133,9 @@ def run_naive(settings: Settings, prefix: str, msgs, rate: float, db: str, tag: 
     from flows.sla import load_sla_config
     from flows.support import identity_resolver
     from flows.support_steps import Inbound, Work, parse_inbound
-    from sinks.support_store import SupportHandler
+    from sinks.support_store import SupportStages
 
-    handler = SupportHandler(db, build_agent(settings), load_policy(settings.ESCALATION_POLICY_FILE),
+    handler = SupportStages(db, build_agent(settings), load_policy(settings.ESCALATION_POLICY_FILE),
                              concurrency=1, sla_config=load_sla_config(settings.SLA_CONFIG_FILE))
     resolve = identity_resolver(settings)
     consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"naive-{tag}",

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import psycopg
 from pgvector.psycopg import register_vector
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool
 
 _pools: dict[str, ConnectionPool] = {}
@@ -48,6 +48,17 @@ def transaction(database_url: str) -> Iterator[psycopg.Connection]:
     """A pooled connection inside one transaction, rows as dicts."""
     with pool(database_url).connection() as conn, conn.transaction():
         yield conn
+
+
+@contextmanager
+def pooled(database_url: str) -> Iterator[psycopg.Connection]:
+    """A pooled connection with tuple rows (the pool's dict rows are restored on return)."""
+    with pool(database_url).connection() as conn:
+        conn.row_factory = tuple_row
+        try:
+            yield conn
+        finally:
+            conn.row_factory = dict_row
 
 
 def close_pools() -> None:

@@ -30,6 +30,7 @@ SERVICES: list[tuple[str, list[str]]] = [
     ("ingress", ["ingress"]),
     ("support-flow", ["flow"]),
     ("dispatcher", ["dispatch"]),
+    ("event-relay", ["relay"]),  # event outbox -> support.events, support.escalations
     ("metrics-flow", ["metrics-flow"]),
     ("console", ["console"]),
     ("demo-traffic", ["demo", "traffic", "--service"]),  # development only; DEMO_TRAFFIC_RATE

@@ -30,6 +30,7 @@ __all__ = [
     "FlowProcess",
     "channel_apis",
     "dispatcher",
+    "event_relay",
     "flow_env",
     "inbound",
     "publish",
@@ -108,6 +109,14 @@ def dispatcher(env: dict[str, str], *, sweep_s: float = 0.5):
     from sinks.dispatcher import build_dispatcher
 
     return build_dispatcher(Settings(**{k: v for k, v in env.items()}), sweep_s=sweep_s)
+
+
+def event_relay(env: dict[str, str]):
+    """The real event relay (as `fte relay` runs it) configured with `env`."""
+    from fte.settings import Settings
+    from sinks.event_relay import build_relay
+
+    return build_relay(Settings(**{k: v for k, v in env.items()}), idle_s=0.3)
 
 
 def inbound(channel: str, body: str, *, email: str | None = None, phone: str | None = None,

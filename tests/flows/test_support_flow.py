@@ -11,6 +11,7 @@ from support_harness import *
 from support_harness import (
     FlowProcess,
     dispatcher,
+    event_relay,
     inbound,
     publish,
     query,
@@ -27,7 +28,9 @@ def running(flow_env, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "flow.log"
     flow = FlowProcess(flow_env, log=log).start()
     sender = dispatcher(flow_env).start()
+    relay = event_relay(flow_env).start()
     yield flow_env
+    relay.stop()
     sender.stop()
     flow.stop()
     if not flow.alive():
