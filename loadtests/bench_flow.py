@@ -1,20 +1,24 @@
-"""Support flow figures: end-to-end messages/s and p95 latency with the local agent, for the
-Bytewax flow (`fte flow`: batches + agent thread pool) and, in the same run, a naive consumer
-that does the same work one message at a time (the same parse, identity, sentiment, policy,
-agent, formatting and Postgres code, each message in its own round trips).
+"""Support flow figures, end to end: from the moment a message is produced to Kafka until its
+reply is committed and sent to the channel API sandbox (Gmail / Twilio / web, delivered by
+`fte dispatch`); a message attached to a human's case without a reply ends when handled.
 
-    python -m loadtests.bench_flow [--messages 1000] [--rate 200] [--customers 300]
+The Bytewax flow (`fte flow`) and, in the same run, a naive consumer that does the same work
+one message at a time (the same parse, identity, sentiment, load/decide/persist code, a
+commit per message) are measured against the same stack, sandbox and dispatcher.
 
-End to end = from the moment a message is produced to Kafka until its reply (or escalation)
-is committed to Postgres with the outbox row (delivery by the dispatcher is not included).
+    python -m loadtests.bench_flow --messages N --rate R [--processes P] [--workers W]
+
 Messages are produced at `--rate` per second (0 = all at once, a backlog). Uses the stack
 from the environment, a scratch database (demo KB loaded) and scratch topic prefixes,
-removed afterwards. Prints figures; asserts nothing.
+removed afterwards. The last line printed is JSON:
+{"flow_msgs_s", "naive_msgs_s", "ratio", "flow_p50_ms", "flow_p95_ms", "processes", "workers",
+ "agent", "load_avg"}. Asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
@@ -76,25 +80,32 @@ def produce(bootstrap: str, prefix: str, msgs: list[InboundMessage], rate: float
     producer.flush(30)
 
 
-def wait_handled(db: str, tag: str, n: int, timeout: float) -> None:
+# Done = the reply is sent to the channel API (or, without a reply, the message is handled).
+DONE_SQL = """
+SELECT m.occurred_at, coalesce(o.sent_at, m.handled_at) AS done_at, m.handled_as,
+       o.id IS NOT NULL AND o.status <> 'sent' AS unsent
+FROM messages m LEFT JOIN reply_outbox o ON o.inbound_key = m.channel || ':' || m.channel_message_id
+WHERE m.direction = 'inbound' AND m.handled_at IS NOT NULL AND m.channel_message_id LIKE %s
+"""
+
+
+def wait_done(db: str, tag: str, n: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
+    done = 0
     with psycopg.connect(db, autocommit=True) as conn:
         while time.monotonic() < deadline:
-            done = conn.execute("SELECT count(*) FROM messages WHERE direction='inbound' AND "
-                                "handled_at IS NOT NULL AND channel_message_id LIKE %s",
-                                (f"{tag}-%",)).fetchone()[0]
+            rows = conn.execute(DONE_SQL, (f"{tag}-%",)).fetchall()
+            done = sum(1 for r in rows if not r[3])
             if done >= n:
                 return
             time.sleep(0.2)
-    raise SystemExit(f"{tag}: only {done}/{n} handled within {timeout}s")
+    raise SystemExit(f"{tag}: only {done}/{n} answered and sent within {timeout}s")
 
 
 def figures(db: str, tag: str) -> dict:
     with psycopg.connect(db) as conn:
-        rows = conn.execute(
-            "SELECT extract(epoch FROM handled_at - occurred_at) * 1000, occurred_at, handled_at, "
-            "handled_as FROM messages WHERE direction='inbound' AND channel_message_id LIKE %s",
-            (f"{tag}-%",)).fetchall()
+        rows = [(float((r[1] - r[0]).total_seconds() * 1000), r[0], r[1], r[2])
+                for r in conn.execute(DONE_SQL, (f"{tag}-%",)).fetchall()]
     lat = sorted(r[0] for r in rows)
     span = (max(r[2] for r in rows) - min(r[1] for r in rows)).total_seconds()
     outcomes: dict[str, int] = {}
@@ -104,15 +115,17 @@ def figures(db: str, tag: str) -> dict:
             "p95": lat[int(len(lat) * 0.95) - 1], "max": lat[-1], "outcomes": outcomes}
 
 
-def run_flow(env: dict, bootstrap: str, prefix: str, msgs, rate: float, db: str, tag: str) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "fte.cli", "flow"], cwd=REPO,
+def run_flow(env: dict, bootstrap: str, prefix: str, msgs, rate: float, db: str, tag: str,
+             processes: int = 1) -> dict:
+    argv = ["flow"] + (["--processes", str(processes)] if processes > 1 else [])
+    proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv], cwd=REPO,
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=None if os.environ.get("BENCH_FLOW_LOG_LEVEL") else subprocess.DEVNULL,
                             start_new_session=True)
     try:
         time.sleep(3)  # start-up (imports, KB index) is not part of the figure
         produce(bootstrap, prefix, msgs, rate)
-        wait_handled(db, tag, len(msgs), 600)
+        wait_done(db, tag, len(msgs), 900)
     finally:
         proc.send_signal(2)
         try:
@@ -160,7 +173,36 @@ def run_naive(settings: Settings, prefix: str, msgs, rate: float, db: str, tag: 
         done += 1
     producer.join()
     consumer.close()
+    wait_done(db, tag, len(msgs), 900)
     return figures(db, tag)
+
+
+def child(argv: list[str], env: dict) -> subprocess.Popen:
+    quiet = None if os.environ.get("BENCH_FLOW_LOG_LEVEL") else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", "fte.cli", *argv], cwd=REPO, env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=quiet, start_new_session=True)
+
+
+def wait_serving(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"channel API sandbox not serving {url} within {timeout:.0f}s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(2)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def main() -> None:
@@ -169,6 +211,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=200.0, help="messages produced per second (0: backlog)")
     ap.add_argument("--customers", type=int, default=300)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--naive-messages", type=int, default=None,
+                    help="messages for the naive consumer (default: --messages, at most 1000)")
     args = ap.parse_args()
     from fte.logs import configure_logging
 
@@ -181,6 +226,7 @@ def main() -> None:
     db = urlunsplit(parts._replace(path=f"/{name}"))
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
+    services: list[subprocess.Popen] = []
     try:
         migrate(db)
         from flows.embeddings import HashingEmbedder
@@ -189,30 +235,51 @@ def main() -> None:
 
         with connect(db) as conn, conn.transaction():
             load_directory(conn, REPO / "flows" / "kb_demo", embedder=HashingEmbedder())
-        settings = Settings(DATABASE_URL=db, KAFKA_BOOTSTRAP_SERVERS=base.kafka_bootstrap)
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        channel_env = {"SANDBOX_PORT": str(port), "TWILIO_API_BASE": f"http://127.0.0.1:{port}",
+                       "GMAIL_DISCOVERY_URL": f"http://127.0.0.1:{port}/discovery/gmail/v1/rest",
+                       "DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": base.kafka_bootstrap,
+                       "OPENAI_API_KEY": "", "LOG_LEVEL": os.environ.get("BENCH_FLOW_LOG_LEVEL", "WARNING")}
+        services.append(child(["sandbox"], channel_env))
+        wait_serving(f"http://127.0.0.1:{port}/discovery/gmail/v1/rest", 60)
+        services.append(child(["dispatch"], channel_env))
+        settings = Settings(**{k: v for k, v in channel_env.items() if k != "SANDBOX_PORT"})
         results = {}
         with tempfile.TemporaryDirectory() as recovery:
             prefix = f"bench{uuid.uuid4().hex[:6]}."
             ensure_topics(base.kafka_bootstrap, prefix)
-            env = {"DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": base.kafka_bootstrap,
-                   "TOPIC_PREFIX": prefix, "RECOVERY_DIR": recovery, "FLOW_WORKERS": str(args.workers),
-                   "LOG_LEVEL": os.environ.get("BENCH_FLOW_LOG_LEVEL", "WARNING"), "OPENAI_API_KEY": ""}
+            env = {**channel_env, "TOPIC_PREFIX": prefix, "RECOVERY_DIR": recovery,
+                   "FLOW_WORKERS": str(args.workers)}
             results["bytewax flow"] = run_flow(env, base.kafka_bootstrap, prefix,
                                                messages(args.messages, args.customers, "flow"),
-                                               args.rate, db, "flow")
+                                               args.rate, db, "flow", args.processes)
+        naive_n = args.naive_messages or min(args.messages, 1000)
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         ensure_topics(base.kafka_bootstrap, prefix)
         results["naive consumer"] = run_naive(settings, prefix,
-                                              messages(args.messages, args.customers, "naive"),
+                                              messages(naive_n, args.customers, "naive"),
                                               args.rate, db, "naive")
-        print(f"support flow benchmark: {args.messages} messages, {args.customers} customers, "
-              f"produced at {args.rate or 'max'}/s, local agent, workers={args.workers}, "
-              f"cpus={os.cpu_count()}")
+        load = os.getloadavg()
+        print(f"support flow benchmark: {args.messages} messages ({naive_n} naive), {args.customers} "
+              f"customers, produced at {args.rate or 'max'}/s, local agent, processes={args.processes}, "
+              f"workers={args.workers}, cpus={os.cpu_count()}, load average {load[0]:.1f}")
         print(f"{'':16}{'msgs/s':>9}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}  outcomes")
         for label, r in results.items():
             print(f"{label:16}{r['rate']:9.1f}{r['p50']:10.0f}{r['p95']:10.0f}{r['max']:10.0f}  "
                   f"{dict(sorted(r['outcomes'].items()))}")
+        flow, naive = results["bytewax flow"], results["naive consumer"]
+        print(json.dumps({"flow_msgs_s": round(flow["rate"], 1), "naive_msgs_s": round(naive["rate"], 1),
+                          "ratio": round(flow["rate"] / naive["rate"], 1),
+                          "flow_p50_ms": round(flow["p50"]), "flow_p95_ms": round(flow["p95"]),
+                          "processes": args.processes, "workers": args.workers, "agent": "local",
+                          "load_avg": round(load[0], 1)}))
     finally:
+        for proc in services:
+            stop(proc)
         from schema.db import close_pools
 
         close_pools()

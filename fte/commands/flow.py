@@ -14,6 +14,8 @@ from fte.dataflow_runner import add_run_arguments, run_dataflow
 def register(subparsers) -> None:
     p = subparsers.add_parser("flow", help="run the support dataflow (identity, policy, agent, replies)")
     add_run_arguments(p, "support")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run a Bytewax cluster of this many processes on loopback (fte/flow_cluster.py)")
     p.set_defaults(func=run)
 
 
@@ -24,4 +26,9 @@ def run(args, settings) -> int:
 
     ensure_topics(settings.kafka_bootstrap, settings.TOPIC_PREFIX,
                   [*INBOUND_BY_CHANNEL.values(), SUPPORT_EVENTS, ESCALATIONS, DEADLETTER])
+    if args.processes > 1:
+        from fte.flow_cluster import run_cluster
+
+        return run_cluster(settings, processes=args.processes, workers=args.workers or settings.FLOW_WORKERS,
+                           recovery_root=args.recovery_dir or settings.recovery_dir / "support-cluster")
     return run_dataflow(build_kafka_flow(settings), name="support", args=args, settings=settings)

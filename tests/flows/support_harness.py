@@ -162,7 +162,8 @@ def query(database_url: str, sql: str, params=()) -> list[dict]:
 
 
 def sandbox_get(base: str, path: str, **params) -> dict:
-    return httpx.get(f"{base}{path}", params=params, timeout=10).json()
+    # Generous: the Gmail sandbox decodes every sent MIME message per call (slow on a busy machine).
+    return httpx.get(f"{base}{path}", params=params, timeout=60).json()
 
 
 def whatsapp_sent(base: str, phone: str) -> list[dict]:
