@@ -164,7 +164,9 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
     stages = SupportStages(settings.database_url, agent or build_agent(settings),
                            load_policy(settings.ESCALATION_POLICY_FILE),
                            reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
-                           concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config)
+                           concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config,
+                           rate_per_s=settings.AGENT_RATE_PER_S,
+                           timeout_s=settings.AGENT_BATCH_TIMEOUT_S)
     return build_flow(
         KafkaSource(brokers, topics, raise_on_errors=False, batch_size=settings.FLOW_BATCH_SIZE),
         resolve=identity_resolver(settings),

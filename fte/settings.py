@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     OPENAI_EMBEDDING_MODEL: str = "text-embedding-3-small"
     OPENAI_TIMEOUT_S: float = 20.0
     EMBEDDING_DIM: int = 384
-    AGENT_CONCURRENCY: int = 8
+    AGENT_CONCURRENCY: int = 8  # agent requests (OpenAI) or chunks (local) in flight per process
+    AGENT_RATE_PER_S: float = 0.0  # provider requests a second (0: no limit)
+    AGENT_BATCH_TIMEOUT_S: float = 60.0  # a round's answers later than this escalate instead
     ESCALATION_POLICY_FILE: Path = REPO_ROOT / "flows" / "escalation_policy.yaml"
     CONVERSATION_REOPEN_HOURS: float = 24.0
     EMAIL_FOLD_GMAIL_DOTS: bool = False

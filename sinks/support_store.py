@@ -17,8 +17,10 @@ re-emitted batch changes nothing, and the events of a batch commit with its rows
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -92,22 +94,52 @@ def persist(conn: psycopg.Connection, plan: BatchPlan, *, flow_name: str = "supp
 
 
 class AgentCaller:
-    """`ask` for the decide stage: a round's requests in chunks, chunks in parallel threads.
-    An agent failure escalates the chunk's messages instead of losing them."""
+    """`ask` for the decide stage: a round's requests in chunks, chunks concurrently.
 
-    def __init__(self, agent, *, concurrency: int = 8, chunk: int = AGENT_CHUNK):
+    Chunks of `chunk` requests go to `respond_many` (the local agent batches its retrieval);
+    an agent that makes one provider call per request (OpenAI) gets chunks of one, so up to
+    `concurrency` requests are in flight at once and one slow answer never holds the others.
+    `rate_per_s` bounds provider requests (a moving window, the provider's rate limit);
+    `timeout_s` bounds the wait for a chunk: a message whose answer is late, or whose agent
+    failed, is escalated to a person instead of being lost (the agent's own client keeps its
+    per-call timeout and tenacity retry budget)."""
+
+    def __init__(self, agent, *, concurrency: int = 8, chunk: int = AGENT_CHUNK,
+                 rate_per_s: float = 0.0, timeout_s: float | None = None):
         self.agent = agent
-        self.chunk = chunk
+        self.chunk = max(1, chunk)
+        self.timeout_s = timeout_s
         self.pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="agent")
+        self.limiter = self.limit = None
+        if rate_per_s > 0:
+            from limits import RateLimitItemPerSecond, storage, strategies
+
+            self.limiter = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+            self.limit = RateLimitItemPerSecond(max(1, round(rate_per_s)))
 
     def __call__(self, reqs: Sequence[AgentRequest]) -> list[AgentResult]:
         chunks = [list(reqs[k:k + self.chunk]) for k in range(0, len(reqs), self.chunk)]
-        if len(chunks) == 1:
+        if len(chunks) == 1 and self.timeout_s is None:
             return self._respond(chunks[0])
-        return [r for part in self.pool.map(self._respond, chunks) for r in part]
+        futures = [self.pool.submit(self._respond, c) for c in chunks]
+        deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
+        out: list[AgentResult] = []
+        for c, f in zip(chunks, futures):
+            try:
+                out.extend(f.result(None if deadline is None else max(0.0, deadline - time.monotonic())))
+            except FutureTimeout:
+                log.error("support.agent_timeout", messages=len(c))
+                out.extend(AgentResult("escalate", "the answering service did not answer in time",
+                                       EscalationReason.AGENT) for _ in c)
+        return out
+
+    def _wait_for_rate(self) -> None:
+        while self.limiter is not None and not self.limiter.hit(self.limit):
+            time.sleep(0.01)
 
     def _respond(self, reqs: list[AgentRequest]) -> list[AgentResult]:
         try:
+            self._wait_for_rate()
             if hasattr(self.agent, "respond_many"):
                 return list(self.agent.respond_many(reqs))
             return [self.agent.respond(r) for r in reqs]
@@ -129,9 +161,13 @@ class SupportStages:
     """The three stages bound to their dependencies, for the dataflow's map steps."""
 
     def __init__(self, database_url: str, agent, policy, *, reopen_hours: float = 24.0,
-                 concurrency: int = 8, sla_config=None, flow_name: str = "support"):
+                 concurrency: int = 8, sla_config=None, flow_name: str = "support",
+                 rate_per_s: float = 0.0, timeout_s: float | None = None):
         self.database_url = database_url
-        self.ask = AgentCaller(agent, concurrency=concurrency)
+        # One provider call per request (OpenAI): one request per chunk, all in flight at once.
+        per_request = str(getattr(agent, "provider", "local")).startswith("openai")
+        self.ask = AgentCaller(agent, concurrency=concurrency, chunk=1 if per_request else AGENT_CHUNK,
+                               rate_per_s=rate_per_s, timeout_s=timeout_s)
         self.policy = policy
         self.reopen = timedelta(hours=reopen_hours)
         self.sla_config = sla_config
