@@ -15,7 +15,14 @@ from flows.support import identity_resolver
 from flows.support_steps import Inbound, Work
 from fte.kafka import ensure_topics
 from fte.settings import Settings
-from schema.events import Channel, Escalation, Identifier, IdentifierKind, InboundMessage, SupportEvent
+from schema.events import (
+    Channel,
+    Escalation,
+    Identifier,
+    IdentifierKind,
+    InboundMessage,
+    SupportEvent,
+)
 from schema.topics import ESCALATIONS, SUPPORT_EVENTS
 from sinks.event_relay import DeliveryFailed, EventRelay
 from sinks.support_store import SupportStages

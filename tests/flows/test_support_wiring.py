@@ -107,7 +107,7 @@ def test_identity_database_error_dead_letters_that_message_only():
 
 
 def test_lost_connection_in_identity_stops_the_flow():
-    with pytest.raises(Exception) as info:  # noqa: PT011 -- Bytewax wraps it; the cause is checked
+    with pytest.raises(Exception) as info:
         run([kafka(0, "gone@x.com")], Directory(lost={"gone@x.com"}))
     causes, exc = [], info.value
     while exc is not None:
