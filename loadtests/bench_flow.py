@@ -212,6 +212,10 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=300)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--processes", type=int, default=1)
+    ap.add_argument("--llm-delay-ms", type=float, default=None,
+                    help="use the OpenAI agent against the sandbox, each completion taking this long "
+                         "(an answer is two completions: the knowledge-base tool call, then the reply)")
+    ap.add_argument("--agent-concurrency", type=int, default=64, help="AGENT_CONCURRENCY with --llm-delay-ms")
     ap.add_argument("--naive-messages", type=int, default=None,
                     help="messages for the naive consumer (default: --messages, at most 1000)")
     args = ap.parse_args()
@@ -244,10 +248,17 @@ def main() -> None:
                        "GMAIL_DISCOVERY_URL": f"http://127.0.0.1:{port}/discovery/gmail/v1/rest",
                        "DATABASE_URL": db, "KAFKA_BOOTSTRAP_SERVERS": base.kafka_bootstrap,
                        "OPENAI_API_KEY": "", "LOG_LEVEL": os.environ.get("BENCH_FLOW_LOG_LEVEL", "WARNING")}
+        agent = "local"
+        if args.llm_delay_ms is not None:
+            agent = f"openai sandbox, {args.llm_delay_ms:.0f} ms per completion"
+            channel_env.update({"OPENAI_API_KEY": "sk-sandbox-bench", "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+                                "SANDBOX_OPENAI_DELAY_MS": str(args.llm_delay_ms),
+                                "AGENT_CONCURRENCY": str(args.agent_concurrency)})
         services.append(child(["sandbox"], channel_env))
         wait_serving(f"http://127.0.0.1:{port}/discovery/gmail/v1/rest", 60)
         services.append(child(["dispatch"], channel_env))
-        settings = Settings(**{k: v for k, v in channel_env.items() if k != "SANDBOX_PORT"})
+        settings = Settings(**{k: v for k, v in channel_env.items()
+                               if k not in ("SANDBOX_PORT", "SANDBOX_OPENAI_DELAY_MS")})
         results = {}
         with tempfile.TemporaryDirectory() as recovery:
             prefix = f"bench{uuid.uuid4().hex[:6]}."
@@ -265,7 +276,7 @@ def main() -> None:
                                               args.rate, db, "naive")
         load = os.getloadavg()
         print(f"support flow benchmark: {args.messages} messages ({naive_n} naive), {args.customers} "
-              f"customers, produced at {args.rate or 'max'}/s, local agent, processes={args.processes}, "
+              f"customers, produced at {args.rate or 'max'}/s, {agent} agent, processes={args.processes}, "
               f"workers={args.workers}, cpus={os.cpu_count()}, load average {load[0]:.1f}")
         print(f"{'':16}{'msgs/s':>9}{'p50 ms':>10}{'p95 ms':>10}{'max ms':>10}  outcomes")
         for label, r in results.items():
@@ -275,7 +286,7 @@ def main() -> None:
         print(json.dumps({"flow_msgs_s": round(flow["rate"], 1), "naive_msgs_s": round(naive["rate"], 1),
                           "ratio": round(flow["rate"] / naive["rate"], 1),
                           "flow_p50_ms": round(flow["p50"]), "flow_p95_ms": round(flow["p95"]),
-                          "processes": args.processes, "workers": args.workers, "agent": "local",
+                          "processes": args.processes, "workers": args.workers, "agent": agent,
                           "load_avg": round(load[0], 1)}))
     finally:
         for proc in services:

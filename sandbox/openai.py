@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import threading
 import time
@@ -116,6 +117,8 @@ async def create_chat_completion(request: Request, authorization: str | None = H
     step = state.next_step()
     if step and step.get("delay_s"):
         await asyncio.sleep(float(step["delay_s"]))
+    elif os.environ.get("SANDBOX_OPENAI_DELAY_MS"):  # a provider's latency, for benchmarks
+        await asyncio.sleep(float(os.environ["SANDBOX_OPENAI_DELAY_MS"]) / 1000)
     if step and step.get("status"):
         return JSONResponse({"error": {"message": step.get("message", "sandbox failure"),
                                        "type": "server_error"}}, status_code=int(step["status"]))
