@@ -31,6 +31,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from flows import rate_limit
+from flows.linking import cacheable
+from flows.rate_limit import Verdict
 from flows.sentiment import Trend, score
 from flows.support_steps import Inbound, Work, parse_inbound
 from schema.events import DeadLetter, Escalation, SupportEvent
@@ -54,26 +57,29 @@ class IdentityStep:
         self.resolve = resolve
 
     def __call__(self, cached: int | None, item: Inbound) -> tuple[int | None, tuple[int, Inbound]]:
-        if cached is not None and len(item.identifiers) == 1:
+        # Only a proved single identifier is served from, or written to, the cache: an
+        # unproved one never reaches the customer cached under the same key (flows/linking.py).
+        if cached is not None and cacheable(item.identifiers):
             return cached, (cached, item)
         customer_id = self.resolve(item)
-        return customer_id, (customer_id, item)
+        return (customer_id if cacheable(item.identifiers) else cached), (customer_id, item)
 
 
-def sentiment_step(trend: Trend | None, item: tuple[int, Inbound]) -> tuple[Trend, Work]:
-    customer_id, inbound = item
+def sentiment_step(trend: Trend | None, item: tuple[int, Inbound, Verdict]) -> tuple[Trend, Work]:
+    customer_id, inbound, verdict = item
     msg = inbound.msg
     s = score(f"{msg.subject}. {msg.body}" if msg.subject and not msg.subject.lower().startswith("re:")
               else msg.body)
     trend = (trend or Trend()).update(s)
-    return trend, Work(inbound, customer_id, s, trend)
+    return trend, Work(inbound, customer_id, s, trend, verdict.value)
 
 
 def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
                handler: Callable[[list[Work]], list[Any]], events: Sink, escalations: Sink,
                dead_letters_db: Sink, dead_letters_topic: Sink, fold_gmail: bool = False,
                region: str = "US", batch_size: int = 500,
-               batch_wait: timedelta = timedelta(milliseconds=50)) -> Dataflow:
+               batch_wait: timedelta = timedelta(milliseconds=50),
+               rate_limit_per_minute: int = rate_limit.LIMIT) -> Dataflow:
     flow = Dataflow(FLOW_NAME)
     raw = op.input("inbound_in", flow, source)
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, fold_gmail=fold_gmail, region=region))
@@ -83,7 +89,11 @@ def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
     resolved = op.stateful_map("identity", by_identifier, IdentityStep(resolve))
     by_customer = op.key_on("by_customer", op.map("customer_of", resolved, lambda kv: kv[1]),
                             lambda cv: str(cv[0]))
-    work = op.map("work", op.stateful_map("sentiment", by_customer, sentiment_step), lambda kv: kv[1])
+    # One message limit per customer across every ingress replica; state expires when idle.
+    limited = op.stateful("rate_limit", by_customer, rate_limit.builder(
+        limit=rate_limit_per_minute, received_at=lambda inbound: inbound.msg.received_at))
+    # (customer id, (customer id, Inbound, Verdict))
+    work = op.map("work", op.stateful_map("sentiment", limited, sentiment_step), lambda kv: kv[1])
     # Gather work into larger batches: one handler call (two transactions, one agent round)
     # per batch instead of one per tiny upstream batch. A customer always maps to the same
     # bucket, so their messages stay in order; buckets spread batches over the workers.

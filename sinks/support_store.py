@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,7 @@ from psycopg.types.json import Jsonb
 from flows.agent import AgentRequest, AgentResult, HistoryItem, PreviousContact
 from flows.formatting import format_reply
 from flows.policy import decide
+from flows.rate_limit import WAIT_TEXT as RATE_LIMIT_TEXT
 from flows.support_steps import (
     HOLDING_TEXT,
     Outcome,
@@ -163,7 +165,7 @@ class SupportHandler:
 
     def _prepare(self, conn: psycopg.Connection, batch: list[Work]) -> dict:
         ids = survivors(conn, sorted({w.customer_id for w in batch}))
-        batch = [Work(w.inbound, ids[w.customer_id], w.sentiment, w.trend) for w in batch]
+        batch = [replace(w, customer_id=ids[w.customer_id]) for w in batch]
         keys = [(w.inbound.msg.channel.value, w.inbound.msg.channel_message_id) for w in batch]
         done = {(r["channel"], r["channel_message_id"]) for r in conn.execute(
             "SELECT channel, channel_message_id FROM messages m JOIN unnest(%s::text[], %s::text[]) "
@@ -291,6 +293,12 @@ class SupportHandler:
                         holding_sent[w.customer_id] = True
                     outcomes[msg.inbound_key] = o
                     continue
+                if w.rate != "answer":  # over the per-customer limit (flows/rate_limit.py)
+                    o = Outcome(w, "coalesced")
+                    if w.rate == "wait_notice":
+                        o.reply_kind, o.reply_text = ReplyKind.HOLDING, RATE_LIMIT_TEXT
+                    outcomes[msg.inbound_key] = o
+                    continue
                 d = decide(msg.body if not msg.subject else f"{msg.subject}\n{msg.body}",
                            sentiment=w.sentiment, trend=w.trend,
                            unresolved_turns=trailing_clarifications(hist), policy=self.policy)
@@ -319,6 +327,7 @@ class SupportHandler:
                 if o.reply_text:
                     ctx["history"][item["work"].customer_id].append({
                         "channel": item["work"].inbound.msg.channel.value, "direction": "outbound",
+                        "conversation_id": item["conv"]["id"],
                         "author": "agent", "body": o.reply_text, "subject": None,
                         "occurred_at": datetime.now(UTC), "kind": o.reply_kind.value,
                         "channel_message_id": f"reply:{item['work'].inbound.msg.inbound_key}"})
@@ -470,7 +479,9 @@ def previous_contact(history: list[dict], channel: str | None = None,
                      conversation_id: int | None = None) -> PreviousContact | None:
     """The earlier contact a reply should acknowledge (formatting does so only when it was on
     another channel): how this conversation started if that was on another channel, else
-    the latest earlier message on another channel, else the latest earlier message."""
+    the latest earlier message on another channel, else the latest earlier message.
+    Once per conversation: None when a reply in this conversation already went out on
+    another channel than that contact's since it (that reply carried the acknowledgement)."""
     inbound = [h for h in history if h["direction"] == "inbound"]
     if not inbound:
         return None
@@ -483,6 +494,10 @@ def previous_contact(history: list[dict], channel: str | None = None,
         h = other[-1]
     else:
         h = inbound[-1]
+    if conversation_id is not None and any(
+            o["direction"] == "outbound" and o.get("conversation_id") == conversation_id
+            and o["channel"] != h["channel"] and o["occurred_at"] >= h["occurred_at"] for o in history):
+        return None
     about = h.get("subject") or " ".join((h.get("body") or "").split())[:60]
     return PreviousContact(h["channel"], h["occurred_at"], about)
 
