@@ -379,3 +379,7 @@ DELETE FROM console_login_failures WHERE username = %(username)s
 """
 
 DB_NOW = "SELECT now() AS now"
+
+OUTBOX_ROW = """
+SELECT id, status FROM reply_outbox WHERE inbound_key = %(inbound_key)s
+"""

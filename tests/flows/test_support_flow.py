@@ -158,7 +158,8 @@ def test_merge_two_customers_into_the_older(running):
 def test_human_takeover_then_resolve(running, channel_apis):
     addr = f"h.{uuid.uuid4().hex[:6]}@x.com"
     phone = f"+1555{uuid.uuid4().int % 10_000_000:07d}"
-    link = inbound("web", "How do I create an account?", email=addr, phone=phone, subject="Account")
+    link = inbound("web", "How do I create an account?", email=addr, phone=phone, subject="Account",
+                   verified=True)  # both confirmed (/support/verify): they link
     publish(running, [link])
     wait_for(lambda: handled(running, link.inbound_key), 60, message="link")
     angry = inbound("email", "I want to speak to a human agent now", email=addr, subject="Help")
@@ -254,8 +255,9 @@ def test_conversation_continues_within_window_and_restarts_after(running):
     old = old.model_copy(update={"received_at": datetime.now(UTC) - timedelta(hours=30)})
     publish(running, [old])
     first = wait_for(lambda: handled(running, old.inbound_key), 60, message="old message")
-    new = inbound("web", "How do I create an account?", email=addr, subject="Account")
-    later = inbound("web", "And how do I subscribe to the newsletter?", email=addr, subject="News")
+    new = inbound("web", "How do I create an account?", email=addr, subject="Account", verified=True)
+    later = inbound("web", "And how do I subscribe to the newsletter?", email=addr, subject="News",
+                    verified=True)
     publish(running, [new])
     second = wait_for(lambda: handled(running, new.inbound_key), 60, message="new message")
     publish(running, [later])
