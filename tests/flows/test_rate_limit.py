@@ -9,7 +9,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.rate_limit import RateLimitLogic, RateState, Verdict, admit, builder
+from flows.rate_limit import RateLimitLogic, RateState, Verdict, admit, builder, on_message, release
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -46,6 +46,34 @@ def test_a_replay_decides_the_same():
     assert run_burst(times) == run_burst(times)
 
 
+def test_the_rest_of_a_burst_is_held_then_answered_once_when_the_window_reopens():
+    state, emitted = None, []
+    for i in range(14):
+        state, out = on_message(state, f"m{i}", T0 + timedelta(seconds=i))
+        emitted += out
+    assert [v for _, v in emitted] == [Verdict.ANSWER] * 10 + [Verdict.WAIT_NOTICE]
+    assert state.held == ("m11", "m12", "m13") and state.told_until == T0 + timedelta(minutes=1)
+    # A message after the window: the held burst goes first (stored), its last one answered.
+    state, out = on_message(state, "late", T0 + timedelta(seconds=75))
+    assert out == [("m11", Verdict.COALESCE), ("m12", Verdict.COALESCE), ("m13", Verdict.ANSWER),
+                   ("late", Verdict.ANSWER)]
+    assert state.held == ()
+    assert release(RateState()) == (RateState(), [])
+
+
+def test_a_held_burst_is_released_by_the_timer_without_further_messages():
+    now = [T0]
+    logic = RateLimitLogic(None, limit=2, window=timedelta(minutes=1), received_at=lambda t: t,
+                           now_getter=lambda: now[0])
+    for i in range(5):
+        logic.on_item((9, T0 + timedelta(seconds=i)))
+    assert logic.notify_at() == T0 + timedelta(minutes=1)  # when the burst's window ends
+    out, discard = logic.on_notify()
+    assert [(c, t, v) for c, t, v in out] == [(9, T0 + timedelta(seconds=3), Verdict.COALESCE),
+                                             (9, T0 + timedelta(seconds=4), Verdict.ANSWER)]
+    assert not discard and logic.on_notify() == ((), True)
+
+
 def test_idle_keys_are_dropped_so_unique_senders_cannot_grow_state():
     now = [T0]
     logic = RateLimitLogic(None, limit=10, window=timedelta(minutes=1), received_at=lambda t: t,
@@ -72,7 +100,7 @@ def test_one_limit_per_customer_across_sources_in_a_dataflow():
     by_customer: dict[str, list[Verdict]] = {}
     for key, (_cid, _t, verdict) in out:
         by_customer.setdefault(key, []).append(verdict)
-    assert by_customer["7"].count(Verdict.ANSWER) == 10
+    # Ten answered, one told to wait, the last held and answered when the input ends.
+    assert by_customer["7"].count(Verdict.ANSWER) == 11
     assert by_customer["7"].count(Verdict.WAIT_NOTICE) == 1
-    assert by_customer["7"].count(Verdict.COALESCE) == 1
     assert by_customer["8"] == [Verdict.ANSWER] * 3
