@@ -173,7 +173,8 @@ def identity_resolver(settings) -> Callable[[Inbound], int]:
             with conn.transaction():
                 customer_id, _ = resolve_customer(conn, item.identifiers,
                                                   channel=item.msg.channel.value,
-                                                  display_name=item.msg.sender_name)
+                                                  display_name=item.msg.sender_name,
+                                                  origin=item.msg.inbound_key)
                 return customer_id
         except psycopg.OperationalError:
             conn.close()

@@ -57,13 +57,18 @@ def survivors(conn: psycopg.Connection, customer_ids: Sequence[int]) -> dict[int
 
 
 def resolve_customer(conn: psycopg.Connection, identifiers: Sequence[Identifier], *,
-                     channel: str, display_name: str | None = None) -> tuple[int, bool]:
-    """(customer id, merged?) for normalised identifiers; runs in the caller's transaction."""
+                     channel: str, display_name: str | None = None,
+                     origin: str | None = None) -> tuple[int, bool]:
+    """(customer id, merged?) for normalised identifiers; runs in the caller's transaction.
+    `origin` (the message's inbound key) makes the customer of a message with nothing
+    verified the same one on a replay."""
     decision = decide_links(identifiers)
     if decision.new_customer:
-        customer_id = conn.execute("INSERT INTO customers (display_name) VALUES (%s) RETURNING id",
-                                   (display_name,)).fetchone()[0]
-        return customer_id, False
+        customer_id = conn.execute(
+            "INSERT INTO customers (display_name, origin_inbound_key) VALUES (%s, %s) "
+            "ON CONFLICT (origin_inbound_key) DO UPDATE SET updated_at = now() RETURNING id",
+            (display_name, origin)).fetchone()[0]
+        return survivor_of(conn, customer_id), False
     return _link(conn, decision.link, channel=channel, verified_by=channel,
                  display_name=display_name)
 

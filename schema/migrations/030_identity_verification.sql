@@ -6,6 +6,9 @@ ALTER TABLE customer_identifiers ADD COLUMN verified boolean NOT NULL DEFAULT fa
 ALTER TABLE customer_identifiers ADD COLUMN verified_by text;  -- whatsapp, email, web-code, ...
 UPDATE customer_identifiers SET verified = true, verified_by = first_channel
     WHERE first_channel IN ('email', 'whatsapp');
+-- A message with nothing verified gets a customer of its own, keyed by the message, so a
+-- replay after recovery finds the same one instead of creating another.
+ALTER TABLE customers ADD COLUMN origin_inbound_key text UNIQUE;
 
 -- One-time codes and links proving a web-form email or phone, tied to the ticket.
 -- Only hashes are kept: the code with a per-row salt, the link token as a SHA-256.

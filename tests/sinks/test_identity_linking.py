@@ -52,6 +52,16 @@ def test_unverified_email_claimed_first_never_captures_the_real_owner(conn):
     assert second_claim not in (owner, squatter)  # every unproved claim stands alone
 
 
+def test_a_replayed_unverified_message_finds_the_same_customer(conn):
+    idents = [email("w@x.com", False)]
+    with conn.transaction():
+        first, _ = resolve_customer(conn, idents, channel="web", origin="web:T-1")
+    with conn.transaction():
+        again, _ = resolve_customer(conn, idents, channel="web", origin="web:T-1")
+        other, _ = resolve_customer(conn, idents, channel="web", origin="web:T-2")
+    assert again == first and other != first
+
+
 def test_verified_identifiers_seen_together_merge(conn):
     a, _ = resolve(conn, [email("v@x.com")], "email")
     b, _ = resolve(conn, [phone("+15550108888")], "whatsapp")
