@@ -85,38 +85,35 @@ class ReplyTarget:
 
 
 def reply_target(conn, esc: dict[str, Any]) -> ReplyTarget:
-    """The channel the customer last wrote on, and their identifier there."""
-    last = conn.execute(q.LAST_INBOUND, {"customer_id": esc["customer_id"]}).fetchone()
-    channel = Channel(last["channel"] if last else esc["channel"])
-    metadata = dict(last["metadata"] or {}) if last else {}
-    ids = conn.execute(q.IDENTIFIERS_OF, {"customer_id": esc["customer_id"]}).fetchall()
-    by_kind: dict[str, list[str]] = {}
-    for i in ids:
-        by_kind.setdefault(i["kind"], []).append(i["value"])
-    # The address the customer wrote from (the flow keeps it as metadata.sender), else theirs.
+    """The escalation's own channel and the address its message came from — never "the
+    channel last used" by a customer record that may have absorbed others since (merges)."""
+    channel_name, _, cmid = str(esc["inbound_key"]).partition(":")
+    src = conn.execute(q.ESCALATION_INBOUND, {"channel": channel_name,
+                                              "channel_message_id": cmid}).fetchone()
+    channel = Channel(esc["channel"])
+    metadata = dict(src["metadata"] or {}) if src else {}
+    # The address the customer wrote from (the flow keeps it as metadata.sender).
     wanted = "phone" if channel is Channel.WHATSAPP else "email"
     used = [v for v in metadata.get("sender") or [] if ("@" in v) == (wanted == "email")]
-    address = (used or by_kind.get(wanted) or [None])[0]
-    if not address:
-        raise ValueError(f"customer {esc['customer_id']} has no {wanted} to reply to on {channel.value}")
+    if not used:
+        raise ValueError(f"escalation {esc['id']}: its message has no {wanted} to reply to")
     # Same form as the flow's replies (flows.support_steps.recipient_for).
-    recipient = f"whatsapp:{address}" if channel is Channel.WHATSAPP else address
-    ticket_id = (last["ticket_id"] if last else None) or esc.get("ticket_id")
+    recipient = f"whatsapp:{used[0]}" if channel is Channel.WHATSAPP else used[0]
+    ticket_id = esc.get("ticket_id") or (src["ticket_id"] if src else None)
     thread_id = metadata.get("thread_id")
-    if last and not thread_id:  # the Gmail thread our earlier reply to that message went to
-        earlier = conn.execute(q.THREAD_OF_REPLY_TO,
-                               {"inbound_key": f"{last['channel']}:{last['channel_message_id']}"}).fetchone()
+    if not thread_id:  # the Gmail thread our earlier reply to that message went to
+        earlier = conn.execute(q.THREAD_OF_REPLY_TO, {"inbound_key": esc["inbound_key"]}).fetchone()
         thread_id = earlier["thread_id"] if earlier else None
     if channel is Channel.WEB:
         thread_id = thread_id or ticket_id
     return ReplyTarget(
         channel=channel,
         recipient=recipient,
-        subject=last["subject"] if last else None,
+        subject=src["subject"] if src else None,
         metadata=metadata,
         thread_id=thread_id,
         ticket_id=ticket_id,
-        conversation_id=(last["conversation_id"] if last else None) or esc.get("conversation_id"),
+        conversation_id=esc.get("conversation_id") or (src["conversation_id"] if src else None),
     )
 
 
@@ -125,6 +122,7 @@ class HumanReplyResult:
     reply: Reply
     published: bool
     error: str | None = None
+    duplicate: bool = False  # this compose was queued before (a double click): nothing new
 
 
 def build_human_reply(esc: dict[str, Any], target: ReplyTarget, text: str, reply_id: str) -> Reply:
@@ -156,23 +154,34 @@ def build_human_reply(esc: dict[str, Any], target: ReplyTarget, text: str, reply
     )
 
 
-def reply_as_human(escalation_id: int, user: str, text: str) -> HumanReplyResult:
+REPLY_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def reply_as_human(escalation_id: int, user: str, text: str,
+                   reply_id: str | None = None) -> HumanReplyResult:
     """Queue the reply in the outbox (the customer gets it even if Kafka is down), then
-    announce it on support.replies.human."""
+    announce it on support.replies.human. `reply_id` is the compose's idempotency key: the
+    outbox row is unique per key, so a second click with the same key queues nothing."""
     text = text.strip()
     if not text:
         raise ValueError("the reply is empty")
     if len(text) > MAX_REPLY_CHARS:
         raise ValueError(f"the reply is longer than {MAX_REPLY_CHARS} characters")
+    reply_id = reply_id or uuid.uuid4().hex
+    if not REPLY_ID.match(reply_id):
+        raise ValueError("reply_id: 32 hex characters")
     from sinks.outbox import enqueue_replies
 
-    reply_id = uuid.uuid4().hex
     with data.connection() as conn, conn.transaction():
         esc = conn.execute(q.ESCALATION, {"id": escalation_id}).fetchone()
         if esc is None:
             raise ValueError(f"escalation {escalation_id} does not exist")
         target = reply_target(conn, esc)
         reply = build_human_reply(esc, target, text, reply_id)
+        # Serialise concurrent clicks on the same key; the unique outbox key does the rest.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (reply.inbound_key,))
+        if conn.execute(q.OUTBOX_ROW, {"inbound_key": reply.inbound_key}).fetchone():
+            return HumanReplyResult(reply, False, duplicate=True)
         enqueue_replies(conn, [reply], escalation_id=escalation_id)
         audit(conn, user, "human_reply", f"escalation:{escalation_id}",
               {"reply": reply.inbound_key, "channel": reply.channel.value})

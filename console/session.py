@@ -1,22 +1,21 @@
 """Login state for the console: a password form, or OIDC (`st.login`) when configured.
 
 Every page calls `require_login()` first, so no page renders data for an anonymous session
-even when opened directly; the entry file shows only the login page until then.
+even when opened directly; the entry file shows only the login page until then. Actions
+check `allowed(action)` (roles in `console.auth`). Failed password logins are counted per
+user name in Postgres, so a pause applies across sessions and console replicas.
 """
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
-from console import auth
+from console import auth, data
 from console.data import settings
+from schema.queries import console as q
 
 USER_KEY = "console_user"
-_FAILURES_KEY = "console_login_failures"
-MAX_FAILURES = 5
-LOCKOUT_S = 60
+ROLE_KEY = "console_role"
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,13 +39,40 @@ def oidc_configured() -> bool:
         return False
 
 
+def _sso_claims() -> dict:
+    keys = ("email", "email_verified", "name", settings().CONSOLE_SSO_GROUP_CLAIM)
+    return {k: st.user.get(k) for k in keys if st.user.get(k) is not None}
+
+
+def _sso_user() -> tuple[str, str] | None:
+    """(user, role) of a single sign-on session on the allow-list, else None."""
+    if not (oidc_configured() and getattr(st.user, "is_logged_in", False)):
+        return None
+    claims = _sso_claims()
+    role = auth.sso_role(claims, settings())
+    if role is None:
+        return None
+    return str(claims.get("email") or claims.get("name")), role
+
+
 def current_user() -> str | None:
     user = st.session_state.get(USER_KEY)
     if user:
         return user
-    if oidc_configured() and getattr(st.user, "is_logged_in", False):
-        return st.user.get("email") or st.user.get("name")
-    return None
+    sso = _sso_user()
+    return sso[0] if sso else None
+
+
+def current_role() -> str | None:
+    if st.session_state.get(USER_KEY):
+        return st.session_state.get(ROLE_KEY)
+    sso = _sso_user()
+    return sso[1] if sso else None
+
+
+def allowed(action: str) -> bool:
+    """Whether the logged-in user's role may do `action` (see `auth.NEEDS`)."""
+    return auth.can(current_role(), action)
 
 
 def require_login() -> str:
@@ -59,19 +85,37 @@ def require_login() -> str:
 
 def sign_out() -> None:
     st.session_state.pop(USER_KEY, None)
+    st.session_state.pop(ROLE_KEY, None)
     if oidc_configured() and getattr(st.user, "is_logged_in", False):
         st.logout()
+
+
+def _locked(name: str) -> bool:
+    s = settings()
+    with data.connection() as conn:
+        now = conn.execute(q.DB_NOW).fetchone()["now"]
+        times = [r["failed_at"] for r in conn.execute(q.RECENT_LOGIN_FAILURES, {
+            "username": name, "window_s": s.CONSOLE_LOGIN_LOCKOUT_S}).fetchall()]
+    return auth.locked(times, now=now, max_failures=s.CONSOLE_LOGIN_MAX_FAILURES,
+                       lockout_s=s.CONSOLE_LOGIN_LOCKOUT_S)
+
+
+def _record(name: str, ok: bool) -> None:
+    with data.connection() as conn, conn.transaction():
+        conn.execute(q.CLEAR_LOGIN_FAILURES if ok else q.RECORD_LOGIN_FAILURE, {"username": name})
 
 
 def login_form() -> None:
     st.title("fte support console")
     st.caption("Sign in to see customers, escalations and the live metrics.")
     if oidc_configured():
-        if st.button("Log in with single sign-on", key="login_oidc", type="primary"):
+        if getattr(st.user, "is_logged_in", False) and _sso_user() is None:
+            st.error("This single sign-on account is not allowed to use the console.")
+            if st.button("Sign out of single sign-on", key="login_oidc_out"):
+                st.logout()
+        elif st.button("Log in with single sign-on", key="login_oidc", type="primary"):
             st.login()
         st.divider()
-    failures = st.session_state.get(_FAILURES_KEY, [])
-    recent = [t for t in failures if time.time() - t < LOCKOUT_S]
     with st.form("login", clear_on_submit=False):
         username = st.text_input("User", key="login_user")
         password = st.text_input("Password", type="password", key="login_password")
@@ -86,13 +130,15 @@ def login_form() -> None:
                 "(hashes from `fte console hash-password`).")
     if not submitted:
         return
-    if len(recent) >= MAX_FAILURES:
-        st.error("Too many failed attempts; try again in a minute.")
+    name = auth.throttle_key(username)
+    if _locked(name):
+        st.error("Too many failed attempts for this user; try again in a minute.")
         return
     if auth.verify(known, username, password):
+        _record(name, ok=True)
         st.session_state[USER_KEY] = username.strip()
-        st.session_state.pop(_FAILURES_KEY, None)
+        st.session_state[ROLE_KEY] = auth.roles(settings()).get(username.strip(), "viewer")
         st.rerun()
     else:
-        st.session_state[_FAILURES_KEY] = [*recent, time.time()]
+        _record(name, ok=False)
         st.error("Unknown user or wrong password.")

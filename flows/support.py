@@ -38,6 +38,9 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
+from flows import rate_limit
+from flows.linking import cacheable
+from flows.rate_limit import Verdict
 from flows.sentiment import Trend, score
 from flows.support_steps import Inbound, Work, parse_inbound
 from schema.events import DeadLetter, describe_error
@@ -87,7 +90,9 @@ class IdentityStep:
         self.fatal = fatal
 
     def __call__(self, cached: int | None, item: Inbound) -> tuple[int | None, list]:
-        if cached is not None and len(item.identifiers) == 1:
+        # Only a proved single identifier is served from, or written to, the cache: an
+        # unproved one never reaches the customer cached under the same key (flows/linking.py).
+        if cached is not None and cacheable(item.identifiers):
             return cached, [(cached, item)]
         try:
             customer_id = self.resolve(item)
@@ -98,23 +103,24 @@ class IdentityStep:
                 source_topic=item.topic, partition=item.partition, offset=item.offset,
                 key=item.key.encode(), raw=item.msg.to_bytes(),
                 reason=f"identity: {describe_error(exc)}"[:2000])]
-        return customer_id, [(customer_id, item)]
+        return (customer_id if cacheable(item.identifiers) else cached), [(customer_id, item)]
 
 
-def sentiment_step(trend: Trend | None, item: tuple[int, Inbound]) -> tuple[Trend, list[Work]]:
-    customer_id, inbound = item
+def sentiment_step(trend: Trend | None, item: tuple[int, Inbound, Verdict]) -> tuple[Trend, list[Work]]:
+    customer_id, inbound, verdict = item
     msg = inbound.msg
     s = score(f"{msg.subject}. {msg.body}" if msg.subject and not msg.subject.lower().startswith("re:")
               else msg.body)
     trend = (trend or Trend()).update(s)
-    return trend, [Work(inbound, customer_id, s, trend)]
+    return trend, [Work(inbound, customer_id, s, trend, verdict.value)]
 
 
 def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int], stages,
                dead_letters_db: Sink, fold_gmail: bool = False, region: str = "US",
                batch_size: int = 500, batch_wait: timedelta = timedelta(milliseconds=50),
                state_ttl: timedelta = timedelta(days=7),
-               fatal: tuple[type[BaseException], ...] = ()) -> Dataflow:
+               fatal: tuple[type[BaseException], ...] = (),
+               rate_limit_per_minute: int = rate_limit.LIMIT) -> Dataflow:
     """`stages` has load_step, decide_step and persist_step (sinks/support_store.py)."""
     flow = Dataflow(FLOW_NAME)
     raw = op.input("inbound_in", flow, source)
@@ -126,7 +132,11 @@ def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int], stages
     identity_ok = op.branch("is_resolved", op.map("resolved", resolved, lambda kv: kv[1]),
                             lambda x: not isinstance(x, DeadLetter))
     by_customer = op.key_on("by_customer", identity_ok.trues, lambda cv: str(cv[0]))
-    work = op.map("work", op.stateful("sentiment", by_customer, expiring(sentiment_step, state_ttl)),
+    # One message limit per customer across every ingress replica; state expires when idle.
+    # (customer id, (customer id, Inbound, Verdict))
+    limited = op.stateful("rate_limit", by_customer, rate_limit.builder(
+        limit=rate_limit_per_minute, received_at=lambda inbound: inbound.msg.received_at))
+    work = op.map("work", op.stateful("sentiment", limited, expiring(sentiment_step, state_ttl)),
                   lambda kv: kv[1])
     # Gather work into larger batches: one load, one decide and one persist per batch instead
     # of one per tiny upstream batch. A customer always maps to the same bucket, so their
@@ -191,7 +201,8 @@ def identity_resolver(settings) -> Callable[[Inbound], int]:
     def resolve(item: Inbound) -> int:
         with pooled(database_url) as conn, conn.transaction():
             customer_id, _ = resolve_customer(conn, item.identifiers, channel=item.msg.channel.value,
-                                              display_name=item.msg.sender_name)
+                                              display_name=item.msg.sender_name,
+                                              origin=item.msg.inbound_key)
             return customer_id
     return resolve
 

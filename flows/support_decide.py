@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from flows.agent import AgentRequest, AgentResult, HistoryItem, PreviousContact
 from flows.formatting import format_reply
 from flows.policy import decide as policy_decide
+from flows.rate_limit import WAIT_TEXT as RATE_LIMIT_TEXT
 from flows.support_model import (
     BatchContext,
     BatchPlan,
@@ -49,7 +50,9 @@ def previous_contact(history: list[dict], channel: str | None = None,
                      conversation_id: int | None = None) -> PreviousContact | None:
     """The earlier contact a reply should acknowledge (formatting does so only when it was on
     another channel): how this conversation started if that was on another channel, else
-    the latest earlier message on another channel, else the latest earlier message."""
+    the latest earlier message on another channel, else the latest earlier message.
+    Once per conversation: None when a reply in this conversation already went out on
+    another channel than that contact's since it (that reply carried the acknowledgement)."""
     inbound = [h for h in history if h["direction"] == "inbound"]
     if not inbound:
         return None
@@ -62,6 +65,10 @@ def previous_contact(history: list[dict], channel: str | None = None,
         h = other[-1]
     else:
         h = inbound[-1]
+    if conversation_id is not None and any(
+            o["direction"] == "outbound" and o.get("conversation_id") == conversation_id
+            and o["channel"] != h["channel"] and o["occurred_at"] >= h["occurred_at"] for o in history):
+        return None
     about = h.get("subject") or " ".join((h.get("body") or "").split())[:60]
     return PreviousContact(h["channel"], h["occurred_at"], about)
 
@@ -190,6 +197,11 @@ def decide_batch(ctx: BatchContext, *, ask: Ask, policy, reopen: timedelta = tim
                     item.outcome.reply_kind = ReplyKind.HOLDING
                     item.outcome.reply_text, item.outcome.holding = HOLDING_TEXT, True
                     holding_sent[w.customer_id] = True
+                continue
+            if w.rate != "answer":  # over the per-customer limit (flows/rate_limit.py)
+                item.outcome = Outcome(w, "coalesced")
+                if w.rate == "wait_notice":
+                    item.outcome.reply_kind, item.outcome.reply_text = ReplyKind.HOLDING, RATE_LIMIT_TEXT
                 continue
             d = policy_decide(msg.body if not msg.subject else f"{msg.subject}\n{msg.body}",
                               sentiment=w.sentiment, trend=w.trend,

@@ -53,6 +53,7 @@ class Work:
     customer_id: int
     sentiment: float
     trend: Trend
+    rate: str = "answer"  # flows.rate_limit.Verdict: answer, wait_notice or coalesce
 
 
 def parse_inbound(msg: Any, *, fold_gmail: bool = False, region: str = "US") -> Inbound | DeadLetter:

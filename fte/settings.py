@@ -113,9 +113,18 @@ class Settings(BaseSettings):
     # --- console -----------------------------------------------------------------------
     CONSOLE_HOST: str | None = None  # default: 0.0.0.0 in production (a pod), else 127.0.0.1
     CONSOLE_PORT: int = 8501
-    # "user:bcrypt-hash[,user2:hash2]"; `fte console hash-password` prints a hash.
+    # "user:role:bcrypt-hash[,...]" (role viewer|agent|admin; "user:hash" is an agent);
+    # `fte console hash-password` prints a hash.
     CONSOLE_USERS: str | None = None
-    CONSOLE_DEV_PASSWORD: SecretStr | None = None  # development only: user "lead"
+    CONSOLE_DEV_PASSWORD: SecretStr | None = None  # development only: user "lead" (admin)
+    # Single sign-on: only these are admitted. "ana@example.com:admin,ben@example.com"
+    # (role omitted: viewer) and/or groups from the ID token's claim, "support-leads:admin".
+    CONSOLE_SSO_ALLOW: str | None = None
+    CONSOLE_SSO_GROUPS: str | None = None
+    CONSOLE_SSO_GROUP_CLAIM: str = "groups"
+    # Failed logins per user name (all sessions and replicas, in Postgres) before a pause.
+    CONSOLE_LOGIN_MAX_FAILURES: int = 5
+    CONSOLE_LOGIN_LOCKOUT_S: float = 60.0
     # Messages a second `fte up` sends through the ingress in development (0: none).
     DEMO_TRAFFIC_RATE: float = 0.2
 

@@ -16,7 +16,7 @@ from fte.logs import get_logger
 from fte.settings import Settings
 from ingress.deps import RateLimits, Services, open_pool
 from ingress.publisher import KafkaUnavailable, Publisher
-from ingress.routes import conversations, customers, gmail, health, metrics, support, whatsapp
+from ingress.routes import conversations, customers, gmail, health, metrics, support, verify, whatsapp
 
 log = get_logger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Gmail, WhatsApp and web-form intake into Kafka; read endpoints.",
                   # Bodies over the limit get 413, whether announced by Content-Length or streamed.
                   max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan)
-    for module in (support, whatsapp, gmail, customers, conversations, metrics, health):
+    for module in (support, verify, whatsapp, gmail, customers, conversations, metrics, health):
         app.include_router(module.router)
 
     @app.exception_handler(PoolTimeout)

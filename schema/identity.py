@@ -46,7 +46,7 @@ def normalize(identifier: Identifier, *, fold_gmail: bool = False, default_regio
         value = normalize_email(identifier.value, fold_gmail=fold_gmail)
     else:
         value = normalize_phone(identifier.value, default_region=default_region)
-    return Identifier(kind=identifier.kind, value=value)
+    return Identifier(kind=identifier.kind, value=value, verified=identifier.verified)
 
 
 def identity_key(identifier: Identifier) -> str:

@@ -1,10 +1,13 @@
 """Identity resolution against Postgres (`customer_identifiers` is the truth).
 
-`resolve_customer` finds or creates the customer owning a message's identifiers, links
-identifiers seen together (a web form with email + phone), and when they belong to two
-existing customers merges the newer into the older one — conversations, messages,
-tickets, escalations and outbox rows move, `customer_merges` records it — all in one
-transaction. Concurrent workers are serialised per identifier by an advisory lock.
+`resolve_customer` finds or creates the customer owning a message's identifiers. What may
+link is decided by `flows.linking.decide_links`: only verified identifiers are looked up
+and linked; when they belong to two existing customers the newer is merged into the older
+one — conversations, messages, tickets, escalations and outbox rows move,
+`customer_merges` records it — all in one transaction. A message with no verified
+identifier gets a customer of its own (its identifiers stay contact details of its
+ticket). `link_verified` links an identifier proved later (a web-form code or link).
+Concurrent workers are serialised per identifier by an advisory lock.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg.types.json import Jsonb
 
+from flows.linking import decide_links, survivor_and_merged
 from schema.events import Identifier
 
 
@@ -53,37 +57,61 @@ def survivors(conn: psycopg.Connection, customer_ids: Sequence[int]) -> dict[int
 
 
 def resolve_customer(conn: psycopg.Connection, identifiers: Sequence[Identifier], *,
-                     channel: str, display_name: str | None = None) -> tuple[int, bool]:
-    """(customer id, merged?) for normalised identifiers; runs in the caller's transaction."""
-    for ident in sorted(identifiers, key=lambda i: (i.kind.value, i.value)):
+                     channel: str, display_name: str | None = None,
+                     origin: str | None = None) -> tuple[int, bool]:
+    """(customer id, merged?) for normalised identifiers; runs in the caller's transaction.
+    `origin` (the message's inbound key) makes the customer of a message with nothing
+    verified the same one on a replay."""
+    decision = decide_links(identifiers)
+    if decision.new_customer:
+        customer_id = conn.execute(
+            "INSERT INTO customers (display_name, origin_inbound_key) VALUES (%s, %s) "
+            "ON CONFLICT (origin_inbound_key) DO UPDATE SET updated_at = now() RETURNING id",
+            (display_name, origin)).fetchone()[0]
+        return survivor_of(conn, customer_id), False
+    return _link(conn, decision.link, channel=channel, verified_by=channel,
+                 display_name=display_name)
+
+
+def link_verified(conn: psycopg.Connection, customer_id: int, identifier: Identifier, *,
+                  verified_by: str) -> tuple[int, bool]:
+    """Link an identifier proved after the fact to `customer_id` (merging with its owner, if
+    any): (surviving customer id, merged?). Runs in the caller's transaction."""
+    if not identifier.verified:
+        raise ValueError("only a verified identifier may be linked")
+    return _link(conn, (identifier,), channel="web", verified_by=verified_by,
+                 also=survivor_of(conn, customer_id))
+
+
+def _link(conn: psycopg.Connection, idents: Sequence[Identifier], *, channel: str, verified_by: str,
+          display_name: str | None = None, also: int | None = None) -> tuple[int, bool]:
+    for ident in sorted(idents, key=lambda i: (i.kind.value, i.value)):
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(ident),))
-    kinds = [i.kind.value for i in identifiers]
-    values = [i.value for i in identifiers]
+    kinds = [i.kind.value for i in idents]
+    values = [i.value for i in idents]
     rows = conn.execute(
         "SELECT ci.customer_id FROM customer_identifiers ci "
-        "JOIN unnest(%s::text[], %s::text[]) AS w(kind, value) USING (kind, value)",
-        (kinds, values)).fetchall()
-    owners = sorted({survivor_of(conn, r[0]) for r in rows})
-    merged = False
-    if not owners:
+        "JOIN unnest(%s::text[], %s::text[]) AS w(kind, value) USING (kind, value) "
+        "WHERE ci.verified", (kinds, values)).fetchall()
+    owners = {survivor_of(conn, r[0]) for r in rows} | ({also} if also is not None else set())
+    customer_id, others = survivor_and_merged(owners)
+    if customer_id is None:
         customer_id = conn.execute("INSERT INTO customers (display_name) VALUES (%s) RETURNING id",
                                    (display_name,)).fetchone()[0]
-    else:
-        # The oldest customer survives (ids are assigned in creation order).
-        customer_id = owners[0]
-        for other in owners[1:]:
-            merge_customers(conn, survivor=customer_id, merged=other,
-                            reason=f"identifiers seen together on {channel}")
-            merged = True
-        if display_name:
-            conn.execute("UPDATE customers SET display_name = coalesce(display_name, %s), "
-                         "updated_at = now() WHERE id = %s", (display_name, customer_id))
+    for other in others:
+        merge_customers(conn, survivor=customer_id, merged=other,
+                        reason=f"verified identifiers seen together on {channel}")
+    if display_name:
+        conn.execute("UPDATE customers SET display_name = coalesce(display_name, %s), "
+                     "updated_at = now() WHERE id = %s", (display_name, customer_id))
+    # An unproved row left from before migration 030 is taken over by the proved owner.
     conn.execute(
-        "INSERT INTO customer_identifiers (customer_id, kind, value, first_channel) "
-        "SELECT %s, kind, value, %s FROM unnest(%s::text[], %s::text[]) AS w(kind, value) "
-        "ON CONFLICT (kind, value) DO NOTHING",
-        (customer_id, channel, kinds, values))
-    return customer_id, merged
+        "INSERT INTO customer_identifiers (customer_id, kind, value, first_channel, verified, verified_by) "
+        "SELECT %s, kind, value, %s, true, %s FROM unnest(%s::text[], %s::text[]) AS w(kind, value) "
+        "ON CONFLICT (kind, value) DO UPDATE SET customer_id = EXCLUDED.customer_id, verified = true, "
+        "verified_by = EXCLUDED.verified_by WHERE NOT customer_identifiers.verified",
+        (customer_id, channel, verified_by, kinds, values))
+    return customer_id, bool(others)
 
 
 def merge_customers(conn: psycopg.Connection, *, survivor: int, merged: int, reason: str) -> dict:

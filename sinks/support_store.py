@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -50,7 +50,7 @@ def load_context(conn: psycopg.Connection, batch: list[Work]) -> BatchContext:
     with conn.transaction():
         ids = survivors(conn, sorted({w.customer_id for w in batch}))
         batch = [w if ids[w.customer_id] == w.customer_id else
-                 Work(w.inbound, ids[w.customer_id], w.sentiment, w.trend) for w in batch]
+                 replace(w, customer_id=ids[w.customer_id]) for w in batch]
         done = q.handled_keys(conn, [(w.inbound.msg.channel.value, w.inbound.msg.channel_message_id)
                                      for w in batch])
         todo = [w for w in batch if (w.inbound.msg.channel.value, w.inbound.msg.channel_message_id)

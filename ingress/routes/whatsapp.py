@@ -43,7 +43,7 @@ def whatsapp_event(form: dict[str, str], *, default_region: str) -> InboundMessa
     return InboundMessage(
         channel=Channel.WHATSAPP,
         channel_message_id=sid,
-        sender=[Identifier(kind=IdentifierKind.PHONE, value=phone)],
+        sender=[Identifier(kind=IdentifierKind.PHONE, value=phone, verified=True)],  # Twilio-signed
         sender_name=(form.get("ProfileName") or None),
         body=body,
         received_at=datetime.now(UTC),

@@ -165,6 +165,15 @@ SELECT m.channel, m.channel_message_id, m.subject, m.metadata, m.ticket_id,
  LIMIT 1
 """
 
+# The message that opened an escalation: a human reply goes back to its channel and sender.
+ESCALATION_INBOUND = """
+SELECT m.channel, m.channel_message_id, m.subject, m.metadata, m.ticket_id,
+       m.conversation_id, m.occurred_at
+  FROM messages m
+ WHERE m.channel = %(channel)s AND m.channel_message_id = %(channel_message_id)s
+   AND m.direction = 'inbound'
+"""
+
 THREAD_OF_REPLY_TO = """
 SELECT payload->>'thread_id' AS thread_id FROM reply_outbox
  WHERE inbound_key = %(inbound_key)s AND payload->>'thread_id' IS NOT NULL
@@ -352,4 +361,25 @@ INSERT INTO console_audit (actor, action, target, detail) VALUES (%(actor)s, %(a
 
 RECENT_AUDIT = """
 SELECT at, actor, action, target, detail FROM console_audit ORDER BY at DESC LIMIT %(limit)s
+"""
+
+# --- login throttling (migration 030): per user name, shared by every console replica -----
+RECENT_LOGIN_FAILURES = """
+SELECT failed_at FROM console_login_failures
+ WHERE username = %(username)s AND failed_at > now() - make_interval(secs => %(window_s)s)
+ ORDER BY failed_at DESC LIMIT 100
+"""
+
+RECORD_LOGIN_FAILURE = """
+INSERT INTO console_login_failures (username) VALUES (%(username)s) RETURNING failed_at
+"""
+
+CLEAR_LOGIN_FAILURES = """
+DELETE FROM console_login_failures WHERE username = %(username)s
+"""
+
+DB_NOW = "SELECT now() AS now"
+
+OUTBOX_ROW = """
+SELECT id, status FROM reply_outbox WHERE inbound_key = %(inbound_key)s
 """

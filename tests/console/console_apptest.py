@@ -21,9 +21,10 @@ PAGES = {
 }
 
 
-def open_page(page: str, user: str = "lead") -> AppTest:
+def open_page(page: str, user: str = "lead", role: str = "admin") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["console_user"] = user
+    at.session_state["console_role"] = role
     at.run()
     if page != "overview":
         at.switch_page(PAGES[page])

@@ -31,7 +31,8 @@ def test_messages_since_the_escalation_span_channels(console_env):
     shown = texts(at)
     assert "I want a refund for order 1234" in shown  # the triggering email
     assert "Any news on my refund? Still waiting." in shown  # later, on WhatsApp
-    assert "Goes by **whatsapp** to **whatsapp:+15550100100**" in shown  # the channel last used
+    # The escalation's own channel and address (email), not the channel Ada last used.
+    assert "Goes by **email** to **ada\\@example\\.com**" in shown
     assert "The customer was told" in shown and "a person will follow up" in shown
 
 
@@ -72,22 +73,24 @@ def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, 
     from schema.events import HumanReply, parse_event
 
     at = open_page("escalations", user="ana")
-    at.selectbox(key="esc_selected").select(1).run()  # Ada: last wrote on WhatsApp
+    # Ada's escalation came by email; she wrote on WhatsApp since: the reply still goes to
+    # the escalation's own channel and address.
+    at.selectbox(key="esc_selected").select(1).run()
     at.text_area(key="esc_reply_text").input("Hi Ada, I have refunded order 1234 today.")
     at.button(key="esc_reply_send").click().run()
     assert not at.exception, at.exception
-    assert "Reply queued for whatsapp" in texts(at)
+    assert "Reply queued for email" in texts(at)
     assert at.text_area(key="esc_reply_text").value == ""
 
     outbox = db.execute("SELECT inbound_key, kind, channel, recipient, body, escalation_id, customer_id "
                         "FROM reply_outbox WHERE kind = 'human'").fetchall()
     assert len(outbox) == 1
     key, _kind, channel, recipient, body, escalation_id, customer_id = outbox[0]
-    assert key.startswith("human:") and (channel, escalation_id, customer_id) == ("whatsapp", 1, 1)
-    assert "+15550100100" in recipient and "refunded order 1234" in body
+    assert key.startswith("human:") and (channel, escalation_id, customer_id) == ("email", 1, 1)
+    assert recipient == "ada@example.com" and "refunded order 1234" in body
     sent = db.execute("SELECT author, direction, channel FROM messages WHERE in_reply_to = %s "
                       "OR channel_message_id LIKE %s", (key, f"%{key.split(':', 1)[1]}%")).fetchall()
-    assert ("human", "outbound", "whatsapp") in sent
+    assert ("human", "outbound", "email") in sent
 
     topic = console_env["topic_prefix"] + "support.replies.human"
     consumer = Consumer({"bootstrap.servers": console_env["kafka_bootstrap"], "group.id": "t-human",
@@ -104,19 +107,24 @@ def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, 
     assert msg.key() == b"1" and key == f"human:{event.reply_id}"
 
 
-def test_human_reply_is_formatted_for_the_channel_the_customer_last_used(console_env, db):
+def test_human_reply_is_formatted_for_the_escalations_own_channel(console_env, db):
     import pytest
 
     pytest.importorskip("flows.formatting", reason="the channel formatter is not in the tree yet")
     from console import actions, data
     from schema.events import Channel, ReplyKind
 
-    esc_ada = data.escalation(1)
+    esc_grace = data.escalation(2)
     with data.connection() as conn:
-        target = actions.reply_target(conn, esc_ada)
-    reply = actions.build_human_reply(esc_ada, target, "Your refund for order 1234 is on its way. " * 12, "r" * 32)
+        target = actions.reply_target(conn, esc_grace)
+    reply = actions.build_human_reply(esc_grace, target, "Your refund for order 1234 is on its way. " * 12, "r" * 32)
     assert (reply.channel, reply.kind, reply.inbound_key) == (Channel.WHATSAPP, ReplyKind.HUMAN, "human:" + "r" * 32)
+    assert reply.recipient == "whatsapp:+15550100200"
     assert reply.parts and all(len(p) <= 300 for p in reply.parts) and len(reply.parts) > 1
+    # Ada (email escalation, WhatsApp since): her email address, in her Gmail thread.
+    with data.connection() as conn:
+        target = actions.reply_target(conn, data.escalation(1))
+    assert (target.channel, target.recipient, target.thread_id) == (Channel.EMAIL, "ada@example.com", "thr-ada")
 
     # Linus wrote by email: the reply is threaded in his Gmail thread with "Re:".
     db.execute("""INSERT INTO escalations (id, customer_id, conversation_id, ticket_id, inbound_key, channel,

@@ -53,7 +53,7 @@ def test_users_from_the_environment_verify_against_bcrypt_hashes():
     assert auth.verify(users, "ana", "s3cret-pass")
     assert not auth.verify(users, "ana", "other")
     assert not auth.verify(users, "nobody", "s3cret-pass")
-    with pytest.raises(ValueError, match="not user:bcrypt-hash"):
+    with pytest.raises(ValueError, match=r"not user\[:role\]:bcrypt-hash"):
         auth.parse_users("ana:plaintext")
 
 

@@ -41,8 +41,8 @@ def sandbox_and_dispatcher(console_env, monkeypatch):
 
 def test_reply_as_a_human_arrives_at_the_whatsapp_api(console_env, db, sandbox_and_dispatcher):
     at = open_page("escalations", user="ana")
-    at.selectbox(key="esc_selected").select(1).run()  # Ada last wrote on WhatsApp
-    at.text_area(key="esc_reply_text").input("Hi Ada, your refund for order 1234 was sent today.")
+    at.selectbox(key="esc_selected").select(2).run()  # Grace's escalation came by WhatsApp
+    at.text_area(key="esc_reply_text").input("Hi Grace, your refund for order 1234 was sent today.")
     at.button(key="esc_reply_send").click().run()
     assert "Reply queued for whatsapp" in texts(at)
 
@@ -54,7 +54,7 @@ def test_reply_as_a_human_arrives_at_the_whatsapp_api(console_env, db, sandbox_a
         time.sleep(0.5)
     assert len(delivered) == 1, (sent, db.execute(
         "SELECT status, attempts, last_error, recipient FROM reply_outbox WHERE kind = 'human'").fetchall())
-    assert delivered[0]["to"].endswith("+15550100100")
+    assert delivered[0]["to"].endswith("+15550100200")
     status, provider_ids = db.execute("SELECT status, provider_message_ids FROM reply_outbox "
                                       "WHERE kind = 'human'").fetchone()
     assert status == "sent" and provider_ids == [delivered[0]["sid"]]

@@ -120,12 +120,16 @@ def event_relay(env: dict[str, str]):
 
 
 def inbound(channel: str, body: str, *, email: str | None = None, phone: str | None = None,
-            subject: str | None = None, name: str | None = None, **extra) -> InboundMessage:
+            subject: str | None = None, name: str | None = None, verified: bool | None = None,
+            **extra) -> InboundMessage:
+    # As the ingress marks them: a channel's own sender is proved (Twilio signature, DMARC),
+    # what is typed into the web form is not (until confirmed by a code or link).
+    proved = channel != "web" if verified is None else verified
     sender = []
     if email:
-        sender.append(Identifier(kind=IdentifierKind.EMAIL, value=email))
+        sender.append(Identifier(kind=IdentifierKind.EMAIL, value=email, verified=proved))
     if phone:
-        sender.append(Identifier(kind=IdentifierKind.PHONE, value=phone))
+        sender.append(Identifier(kind=IdentifierKind.PHONE, value=phone, verified=proved))
     cmid = extra.pop("channel_message_id", None) or uuid.uuid4().hex
     if channel == "web":
         extra.setdefault("ticket_id", f"T-{cmid}")

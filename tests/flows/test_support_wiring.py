@@ -65,7 +65,7 @@ class Directory:
 
 def kafka(i: int, email: str, body: str = "How can I track my order?") -> KafkaSourceMessage:
     msg = InboundMessage(channel=Channel.EMAIL, channel_message_id=f"m{i}",
-                         sender=[Identifier(kind=IdentifierKind.EMAIL, value=email)], body=body,
+                         sender=[Identifier(kind=IdentifierKind.EMAIL, value=email, verified=True)], body=body,
                          received_at=datetime.now(UTC))
     return KafkaSourceMessage(key=email.encode(), value=msg.to_bytes(), topic="t.channel.email.inbound",
                               partition=0, offset=i)

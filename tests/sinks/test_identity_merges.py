@@ -9,12 +9,12 @@ from schema.events import Identifier, IdentifierKind
 from sinks.identity import resolve_customer, survivors
 
 
-def email(v):
-    return Identifier(kind=IdentifierKind.EMAIL, value=v)
+def email(v, verified=True):
+    return Identifier(kind=IdentifierKind.EMAIL, value=v, verified=verified)
 
 
-def phone(v):
-    return Identifier(kind=IdentifierKind.PHONE, value=v)
+def phone(v, verified=True):
+    return Identifier(kind=IdentifierKind.PHONE, value=v, verified=verified)
 
 
 @pytest.fixture

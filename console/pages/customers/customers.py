@@ -3,6 +3,7 @@
 import streamlit as st
 
 from console import charts, data
+from console.render import md
 from console.session import require_login
 
 require_login()
@@ -34,7 +35,7 @@ while customer and customer["merged_into"] is not None:  # follow merges to the 
 cid = int(customer["id"])
 
 st.divider()
-st.subheader(f"#{cid} · {customer['display_name'] or '(no name)'}")
+st.subheader(f"#{cid} · {md(customer['display_name']) or '(no name)'}")
 left, right = st.columns(2)
 with left:
     st.markdown("##### Identifiers")

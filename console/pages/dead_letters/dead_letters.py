@@ -4,7 +4,8 @@ import streamlit as st
 from confluent_kafka import KafkaException
 
 from console import actions, data
-from console.session import require_login
+from console.render import md
+from console.session import allowed, require_login
 from fte.kafka import DeliveryFailed
 
 user = require_login()
@@ -12,10 +13,13 @@ st.title("Dead letters")
 
 
 def _on_replay(dead_letter_id: int) -> None:
+    if not allowed("replay"):
+        st.session_state["dl_flash"] = ("error", "Replaying dead letters needs the admin role.")
+        return
     try:
         outcome = actions.replay_dead_letter(dead_letter_id, user)
     except (DeliveryFailed, KafkaException, BufferError) as exc:  # Kafka down: nothing was marked
-        st.session_state["dl_flash"] = ("error", f"Replay failed: {type(exc).__name__}: {exc}")
+        st.session_state["dl_flash"] = ("error", f"Replay failed: {type(exc).__name__}: {md(exc)}")
         return
     st.session_state["dl_flash"] = {
         "replayed": ("success", f"Dead letter #{dead_letter_id} was produced to its source topic again."),
@@ -55,17 +59,18 @@ letter = data.dead_letter(chosen)
 if letter is None:
     st.stop()
 
-st.subheader(f"#{letter['id']} from {letter['source_topic']}")
-st.markdown(f"**Reason:** {letter['reason']}")
+st.subheader(f"#{letter['id']} from {md(letter['source_topic'])}")
+st.markdown("**Reason:**")
+st.text(letter["reason"])
 where = (f"partition {int(letter['partition'])}, offset {int(letter['offset'])}"
          if letter["partition"] is not None else "no offset")
-st.caption(f"{where} · key {bytes(letter['msg_key']).decode('utf-8', 'replace') if letter['msg_key'] is not None else '–'}")
+st.caption(f"{where} · key {md(bytes(letter['msg_key']).decode('utf-8', 'replace')) if letter['msg_key'] is not None else '–'}")
 language, text = actions.describe_raw(bytes(letter["raw"]))
 st.code(text, language=language, wrap_lines=True)
 
 replayed = letter["replayed_at"] is not None
 if replayed:
-    st.info(f"Replayed {letter['replayed_at']:%d %b %H:%M} by {letter['replayed_by']}.")
+    st.info(f"Replayed {letter['replayed_at']:%d %b %H:%M} by {md(letter['replayed_by'])}.")
 st.button("Replay to the source topic", key="dl_replay", type="primary", on_click=_on_replay,
-          args=(int(letter["id"]),), disabled=replayed, icon=":material/replay:",
-          help="Produces the raw bytes again with the original key; fix the cause first.")
+          args=(int(letter["id"]),), disabled=replayed or not allowed("replay"), icon=":material/replay:",
+          help="Produces the raw bytes again with the original key; fix the cause first (admin).")

@@ -1,11 +1,13 @@
 """Escalations: the queue the agent handed to people; assign, resolve, reply as a human."""
 
+import uuid
 from datetime import UTC, datetime
 
 import streamlit as st
 
 from console import actions, data, targets
-from console.session import require_login
+from console.render import md
+from console.session import allowed, require_login
 from schema.events import EscalationReason
 
 user = require_login()
@@ -30,7 +32,16 @@ def _flash(kind: str, text: str) -> None:
     st.session_state["esc_flash"] = (kind, text)
 
 
+def _refused(action: str) -> bool:
+    if allowed(action):
+        return False
+    _flash("error", f"Your role may not {action} here (agent role needed).")
+    return True
+
+
 def _on_assign(escalation_id: int) -> None:
+    if _refused("assign"):
+        return
     if actions.assign(escalation_id, user):
         _flash("success", f"Escalation #{escalation_id} is assigned to you.")
     else:
@@ -38,6 +49,8 @@ def _on_assign(escalation_id: int) -> None:
 
 
 def _on_resolve(escalation_id: int) -> None:
+    if _refused("resolve"):
+        return
     note = st.session_state.get("esc_note", "")
     if actions.resolve(escalation_id, user, note):
         st.session_state["esc_note"] = ""
@@ -46,19 +59,34 @@ def _on_resolve(escalation_id: int) -> None:
         _flash("warning", f"Escalation #{escalation_id} was already resolved.")
 
 
+def _compose_key(escalation_id: int) -> str:
+    """One idempotency key per composed reply: a double click sends it once."""
+    return st.session_state.setdefault(f"esc_compose_{escalation_id}", uuid.uuid4().hex)
+
+
 def _on_reply(escalation_id: int) -> None:
+    if _refused("reply"):
+        return
     text = st.session_state.get("esc_reply_text", "")
+    if not text.strip() and st.session_state.get("esc_last_sent") == escalation_id:
+        _flash("info", "That reply was already queued; it is sent once.")  # a second click
+        return
     try:
-        result = actions.reply_as_human(escalation_id, user, text)
+        result = actions.reply_as_human(escalation_id, user, text,
+                                        reply_id=_compose_key(escalation_id))
     except ValueError as exc:
-        _flash("error", str(exc))
+        _flash("error", md(exc))
         return
     st.session_state["esc_reply_text"] = ""
-    where = f"{result.reply.channel.value} to {result.reply.recipient}"
-    if result.published:
+    st.session_state.pop(f"esc_compose_{escalation_id}", None)  # the next reply is a new one
+    st.session_state["esc_last_sent"] = escalation_id
+    where = f"{result.reply.channel.value} to {md(result.reply.recipient)}"
+    if result.duplicate:
+        _flash("info", f"This reply was already queued for {where}; it is sent once.")
+    elif result.published:
         _flash("success", f"Reply queued for {where}; the dispatcher delivers it.")
     else:
-        _flash("warning", f"Reply queued for {where}, but the support.replies.human event failed: {result.error}")
+        _flash("warning", f"Reply queued for {where}, but the support.replies.human event failed: {md(result.error)}")
 
 
 open_now, next_opening = targets.business_hours_status(datetime.now(UTC))
@@ -104,19 +132,19 @@ if esc is None:
 st.divider()
 head, side = st.columns([3, 2])
 with head:
-    st.subheader(f"#{esc['id']} · {esc['customer'] or 'customer ' + str(esc['customer_id'])}")
+    st.subheader(f"#{esc['id']} · {md(esc['customer']) or 'customer ' + str(esc['customer_id'])}")
     st.markdown(
         f"**{esc['reason']}** on **{esc['channel']}** · priority {esc['priority']} · "
         f"status **{esc['status']}**"
-        + (f" · assigned to **{esc['assigned_to']}**" if esc["assigned_to"] else "")
-        + (f" · resolved by **{esc['resolved_by']}**" if esc["resolved_by"] else ""))
+        + (f" · assigned to **{md(esc['assigned_to'])}**" if esc["assigned_to"] else "")
+        + (f" · resolved by **{md(esc['resolved_by'])}**" if esc["resolved_by"] else ""))
     if esc["detail"]:
-        st.caption(esc["detail"])
+        st.text(esc["detail"])
     acks = data.acks_of_escalation(esc)
     if not acks.empty:
         told = acks.iloc[-1]
-        st.info(f"**The customer was told** ({told['kind'].replace('_', ' ')}, {told['status']}): "
-                f"{told['body']}", icon=":material/schedule_send:")
+        st.info(f"**The customer was told** ({md(told['kind'].replace('_', ' '))}, {md(told['status'])}): "
+                f"{md(told['body'], 2000)}", icon=":material/schedule_send:")
     st.markdown("##### Messages since the escalation")
     messages = data.messages_since_escalation(esc)
     if messages.empty:
@@ -125,19 +153,22 @@ with head:
         role = "user" if m.direction == "inbound" else "assistant"
         with st.chat_message(role, avatar=AUTHOR_AVATAR.get(m.author)):
             st.caption(f"{m.author} · {m.channel} · {m.occurred_at:%d %b %H:%M}"
-                       + (f" · {m.subject}" if m.subject else ""))
+                       + (f" · {md(m.subject)}" if m.subject else ""))
             st.text(m.body)
 
 with side:
     active = esc["status"] in ("open", "assigned")
     st.markdown("##### Take over")
+    if not allowed("assign"):
+        st.caption("Viewers see the queue; assigning, resolving and replying need the agent role.")
     st.button("Assign to me", key="esc_assign", on_click=_on_assign, args=(int(esc["id"]),),
-              disabled=not active or esc["assigned_to"] == user, icon=":material/person_add:",
+              disabled=not active or esc["assigned_to"] == user or not allowed("assign"), icon=":material/person_add:",
               width="stretch")
     st.text_input("Resolution note", key="esc_note", disabled=not active,
                   placeholder="what was done (optional)")
     st.button("Resolve and hand back to the agent", key="esc_resolve", on_click=_on_resolve,
-              args=(int(esc["id"]),), disabled=not active, icon=":material/task_alt:", width="stretch")
+              args=(int(esc["id"]),), disabled=not active or not allowed("resolve"),
+              icon=":material/task_alt:", width="stretch")
 
     st.markdown("##### Reply as a human")
     if missing := actions.missing_modules(*actions.REPLY_MODULES):
@@ -145,14 +176,15 @@ with side:
     try:
         with data.connection() as conn:
             target = actions.reply_target(conn, esc)
-        st.caption(f"Goes by **{target.channel.value}** to **{target.recipient}** "
-                   "(the channel the customer last used), through the reply outbox.")
+        st.caption(f"Goes by **{target.channel.value}** to **{md(target.recipient)}** "
+                   "(the escalation's own channel and address), through the reply outbox.")
         can_reply = True
     except ValueError as exc:
-        st.warning(str(exc))
+        st.warning(md(exc))
         can_reply = False
     st.text_area("Reply", key="esc_reply_text", height=160, max_chars=actions.MAX_REPLY_CHARS,
                  placeholder="Write to the customer…", label_visibility="collapsed")
     st.button("Send reply", key="esc_reply_send", type="primary", on_click=_on_reply,
-              args=(int(esc["id"]),), disabled=not can_reply or bool(missing), icon=":material/send:",
+              args=(int(esc["id"]),), disabled=not can_reply or bool(missing) or not allowed("reply"),
+              icon=":material/send:",
               width="stretch")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from console import actions, charts, data
-from console.session import require_login
+from console.session import allowed, require_login
 
 user = require_login()
 st.title("Knowledge base")
@@ -15,6 +15,9 @@ def _split(text: str) -> list[str]:
 
 def _on_save(original_slug: str | None) -> None:
     ss = st.session_state
+    if not allowed("kb_edit"):
+        ss["kb_flash"] = ("error", "Editing the knowledge base needs the admin role.")
+        return
     try:
         slug = actions.kb_save(user, slug=ss["kb_slug"], title=ss["kb_title"], body=ss["kb_body"],
                                intents=_split(ss["kb_intents"]), tags=_split(ss["kb_tags"]),
@@ -27,6 +30,9 @@ def _on_save(original_slug: str | None) -> None:
 
 
 def _on_delete(slug: str) -> None:
+    if not allowed("kb_edit"):
+        st.session_state["kb_flash"] = ("error", "Editing the knowledge base needs the admin role.")
+        return
     removed = actions.kb_delete(user, slug)
     st.session_state["kb_flash"] = ("success", f"Deleted “{slug}” ({removed} chunk(s)).") if removed \
         else ("info", f"“{slug}” was already gone.")
@@ -93,11 +99,12 @@ with articles_tab:
         d.text_input("Tags", key="kb_tags", help="comma separated")
         save, delete, _ = st.columns([1, 1, 3])
         save.button("Save and re-embed", key="kb_save", type="primary", on_click=_on_save,
-                    args=(original,), icon=":material/save:", disabled=bool(missing))
+                    args=(original,), icon=":material/save:", disabled=bool(missing) or not allowed("kb_edit"))
         if original:
             confirm = st.checkbox(f"Yes, delete “{original}”", key="kb_confirm_delete")
             delete.button("Delete", key="kb_delete", on_click=_on_delete, args=(original,),
-                          disabled=not confirm or bool(missing), icon=":material/delete:")
+                          disabled=not confirm or bool(missing) or not allowed("kb_edit"),
+                          icon=":material/delete:")
 
 with usage_tab:
     days = st.segmented_control("Range", [1, 7, 30], default=7, format_func=lambda d: f"{d} day(s)",
