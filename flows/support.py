@@ -125,14 +125,16 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
         from flows.sla import load_sla_config
 
         sla_config = load_sla_config(settings.SLA_CONFIG_FILE)
-    handler = SupportHandler(settings.database_url, agent or build_agent(settings),
+    from fte.observability import ObservedAgent, observe_batches
+
+    handler = SupportHandler(settings.database_url, ObservedAgent(agent or build_agent(settings)),
                              load_policy(settings.ESCALATION_POLICY_FILE),
                              reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
                              concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config)
     return build_flow(
         KafkaSource(brokers, topics, raise_on_errors=False, batch_size=settings.FLOW_BATCH_SIZE),
         resolve=identity_resolver(settings),
-        handler=handler,
+        handler=observe_batches("support-flow", "handle", handler),
         events=KafkaSink(brokers, topic_name(SUPPORT_EVENTS, prefix), add_config=producer),
         escalations=KafkaSink(brokers, topic_name(ESCALATIONS, prefix), add_config=producer),
         dead_letters_db=PostgresSink(settings.database_url, write_dead_letters_with_progress(FLOW_NAME),

@@ -23,6 +23,9 @@ COMMAND_MODULES = [
     "fte.commands.eval",
     "fte.commands.flow",
     "fte.commands.dispatch",
+    "fte.commands.notify",
+    "fte.commands.tickets",
+    "fte.commands.report",
 ]
 
 

@@ -182,7 +182,8 @@ class SupportHandler:
             (customers,)).fetchall()}
         tickets = {r["conversation_id"]: r for r in conn.execute(
             "SELECT DISTINCT ON (conversation_id) * FROM tickets WHERE conversation_id = ANY(%s) "
-            "AND status NOT IN ('resolved', 'closed') ORDER BY conversation_id, created_at DESC",
+            "AND (status NOT IN ('resolved', 'closed') OR closed_reason = 'quiet') "  # reopened by a trigger
+            "ORDER BY conversation_id, created_at DESC",
             ([c["id"] for c in convs.values()],)).fetchall()}
         items, opened = [], []
         switches: list[tuple] = []

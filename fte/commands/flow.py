@@ -24,4 +24,8 @@ def run(args, settings) -> int:
 
     ensure_topics(settings.kafka_bootstrap, settings.TOPIC_PREFIX,
                   [*INBOUND_BY_CHANNEL.values(), SUPPORT_EVENTS, ESCALATIONS, DEADLETTER])
-    return run_dataflow(build_kafka_flow(settings), name="support", args=args, settings=settings)
+    from fte.flow_health import instrument_flow
+
+    flow = instrument_flow(build_kafka_flow(settings), "support-flow", settings,
+                           args.recovery_dir or settings.recovery_dir / "support")
+    return run_dataflow(flow, name="support", args=args, settings=settings)
