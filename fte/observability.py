@@ -236,30 +236,38 @@ def watch_recovery(service: str, directory: Path | None) -> None:
             pass
 
 
-def record_uptime(service: str, settings, every_s: float = 60.0) -> threading.Thread:
-    """Record each minute this process is live in `service_uptime` (the report's uptime)."""
+def record_uptime(service: str, settings, poll_s: float = 5.0) -> threading.Thread:
+    """Record each minute this process is live in `service_uptime` (the report's uptime).
+
+    Checked every `poll_s`; one row per minute at most (the first live check in it).
+    """
+    import os
     import socket
 
     import psycopg
 
-    instance = f"{socket.gethostname()}:{__import__('os').getpid()}"
+    instance = f"{socket.gethostname()}:{os.getpid()}"
 
     def loop() -> None:
         conn = None
+        last_minute = None
         while True:
+            minute = int(time.time() // 60)
+            h = health()
             try:
-                if health().live() and health().age() is not None:
+                if minute != last_minute and h.age() is not None and h.live():
                     if conn is None or conn.closed:
                         conn = psycopg.connect(settings.database_url, autocommit=True, connect_timeout=5)
                     conn.execute("INSERT INTO service_uptime (service, instance, minute) "
-                                 "VALUES (%s, %s, date_trunc('minute', now())) ON CONFLICT DO NOTHING",
-                                 (service, instance))
+                                 "VALUES (%s, %s, to_timestamp(%s)) ON CONFLICT DO NOTHING",
+                                 (service, instance, minute * 60))
+                    last_minute = minute
             except Exception as exc:  # noqa: BLE001 -- history is best effort; the service goes on
                 log.warning("uptime.record_failed", service=service, error=str(exc)[:200])
                 if conn is not None:
                     conn.close()
                 conn = None
-            time.sleep(every_s)
+            time.sleep(poll_s)
 
     thread = threading.Thread(target=loop, name=f"uptime-{service}", daemon=True)
     thread.start()
