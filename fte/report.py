@@ -112,9 +112,9 @@ def _dur(seconds: float | None) -> str:
         return "–"
     if seconds < 120:
         return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+    if seconds % 3600 == 0 or seconds >= 7200:
+        return f"{seconds / 3600:.1f}".removesuffix(".0") + "h"
+    return f"{seconds / 60:.0f}m"
 
 
 def _within(c: ChannelFigures) -> str:
