@@ -71,3 +71,48 @@ def test_quiet_answered_tickets_close_and_reopen_on_a_new_message(migrated_db):
                      "('web', 'q2', 'inbound', 'customer', 1, 1, 'T-quiet', 'it broke again', now()) "
                      "ON CONFLICT DO NOTHING")
     assert status(migrated_db)["T-quiet"][2] == 1
+
+
+def test_the_support_flow_reopens_a_quiet_closed_ticket(migrated_db, kafka_bootstrap, services, tmp_path):
+    """End to end: the flow attaches the customer's next message to the quiet-closed ticket."""
+    import uuid
+
+    from testkit import wait_for
+
+    from fte.kafka import ensure_topics
+    from tests.flows.support_harness import inbound, publish
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    ensure_topics(kafka_bootstrap, prefix)
+    env = {"DATABASE_URL": migrated_db, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TOPIC_PREFIX": prefix,
+           "RECOVERY_DIR": str(tmp_path / "recovery"), "LOG_LEVEL": "WARNING",
+           "CONVERSATION_REOPEN_HOURS": "200"}  # the conversation outlives the quiet period
+    services(["flow"], env).wait_ready()
+    phone = "+447700900555"
+
+    def ticket_of(cmid: str):
+        with psycopg.connect(migrated_db) as conn:
+            # Handled: the flow's second transaction (replies, statuses) has committed too.
+            row = conn.execute("SELECT ticket_id FROM messages WHERE channel_message_id = %s "
+                               "AND handled_at IS NOT NULL", (cmid,)).fetchone()
+        return row and row[0]
+
+    first = inbound("whatsapp", "my parcel has not arrived", phone=phone)
+    publish(env, [first])
+    ticket = wait_for(lambda: ticket_of(first.channel_message_id), 120, "first message stored")
+    # Answered three days ago and quiet since.
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute("UPDATE tickets SET status = 'answered', updated_at = now() - interval '3 days' WHERE id = %s",
+                     (ticket,))
+        conn.execute("UPDATE messages SET occurred_at = occurred_at - interval '3 days' WHERE ticket_id = %s",
+                     (ticket,))
+        conn.execute("UPDATE conversations SET last_message_at = last_message_at - interval '3 days'")
+        conn.execute("UPDATE escalations SET status = 'resolved' WHERE ticket_id = %s", (ticket,))
+    assert "closed 1 quiet ticket(s)" in close_quiet(migrated_db)
+    assert status(migrated_db)[ticket][:2] == ("closed", "quiet")
+
+    second = inbound("whatsapp", "it still has not arrived", phone=phone)
+    publish(env, [second])
+    assert wait_for(lambda: ticket_of(second.channel_message_id), 120, "second message stored") == ticket
+    state, reason, reopens, _ = status(migrated_db)[ticket]
+    assert state != "closed" and reason is None and reopens == 1
