@@ -44,13 +44,19 @@ left, right = st.columns(2)
 with left:
     st.subheader("Escalation reasons")
     reasons = pd.DataFrame(report.escalation_reasons, columns=["reason", "count"])
-    st.altair_chart(alt.Chart(reasons).mark_bar().encode(x="count:Q", y=alt.Y("reason:N", sort="-x")),
-                    width="stretch") if not reasons.empty else st.caption("No escalations.")
+    if reasons.empty:
+        st.caption("No escalations.")
+    else:
+        st.altair_chart(alt.Chart(reasons).mark_bar().encode(x="count:Q", y=alt.Y("reason:N", sort="-x")),
+                        width="stretch")
 with right:
     st.subheader("Sentiment by hour")
     sentiment = pd.DataFrame(report.sentiment, columns=["hour", "mean", "messages"])
-    st.altair_chart(alt.Chart(sentiment).mark_line(point=True).encode(x="hour:T", y="mean:Q"),
-                    width="stretch") if not sentiment.empty else st.caption("No messages.")
+    if sentiment.empty:
+        st.caption("No messages.")
+    else:
+        st.altair_chart(alt.Chart(sentiment).mark_line(point=True).encode(x="hour:T", y="mean:Q"),
+                        width="stretch")
 
 st.subheader("Top unanswered questions")
 st.dataframe(pd.DataFrame(report.unanswered, columns=["question", "count"]), hide_index=True, width="stretch")
