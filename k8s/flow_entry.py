@@ -103,12 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     instrument_flow(flow, FLOWS[args.flow], settings, place.recovery_dir)
     # SIGTERM (a pod stopping) stops like Ctrl-C; the cluster resumes from its snapshot.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # A single process needs no peers (and so no DNS for its own name).
+    cluster = args.processes > 1
     try:
         cli_main(
             flow,
             workers_per_process=place.workers_per_process,
-            process_id=place.process_id,
-            addresses=place.addresses,
+            process_id=place.process_id if cluster else None,
+            addresses=place.addresses if cluster else None,
             epoch_interval=place.snapshot_interval,
             recovery_config=RecoveryConfig(str(place.recovery_dir), backup_interval=place.backup_interval),
         )

@@ -128,3 +128,35 @@ def test_health_is_the_stalest_loop():
     assert not health.live() and not health.ready()
     health.beat("outbox-web")
     assert health.live()
+
+
+def test_k8s_launcher_runs_a_flow_with_its_probes(kafka_bootstrap, migrated_db, tmp_path):
+    """k8s/flow_entry.py as the metrics-flow pod runs it: init container, launcher, probes."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    ensure_topics(kafka_bootstrap, prefix)
+    recovery = tmp_path / "recovery"
+    k8s = HERE.parents[1] / "k8s"
+    subprocess.run([sys.executable, str(k8s / "flow-recovery-init.py"), str(recovery), "--partitions", "4",
+                    "--replicas", "1", "--pod-name", "metrics-flow-0"], check=True, capture_output=True)
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": migrated_db, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "TOPIC_PREFIX": prefix, "RECOVERY_DIR": str(recovery), "METRICS_PORT": str(port),
+           "POD_NAME": "metrics-flow-0"}
+    proc = subprocess.Popen([sys.executable, str(k8s / "flow_entry.py"), "metrics", "--processes", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def get(path: str):
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+        except httpx.HTTPError:
+            return None
+
+    try:
+        wait_for(lambda: (r := get("/readyz")) is not None and r.status_code == 200, 120, "launcher ready")
+        assert get("/livez").status_code == 200
+        wait_for(lambda: 'fte_recovery_partitions_held{service="metrics-flow"} 4.0' in get("/metrics").text,
+                 30, "the pod's four recovery partitions")
+    finally:
+        proc.terminate()
+        proc.wait(30)
