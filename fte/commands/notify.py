@@ -88,7 +88,8 @@ def run(args, settings) -> int:
             if conn is None or conn.closed:
                 conn = psycopg.connect(settings.database_url, autocommit=True)
                 observability.ready()
-            messages = consumer.consume(100, timeout=1.0)
+            # consume() waits for the timeout unless 100 arrive: short, so a notice waits little.
+            messages = consumer.consume(100, timeout=0.25)
             try:
                 for msg in messages:
                     if msg.error() is None:
