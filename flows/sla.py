@@ -105,6 +105,9 @@ class SlaConfig(_Model):
     overrides: dict[Channel, dict[str, timedelta]] = Field(default_factory=dict)
     retain_finished: timedelta = timedelta(days=1)
     business_hours: BusinessHours = Field(default_factory=BusinessHours)
+    # Per channel: "always" (the clock runs around the clock) or "business_hours" (it pauses
+    # while people are not working, so a ticket opened at night is due after the opening).
+    clock: dict[Channel, Literal["always", "business_hours"]] = Field(default_factory=dict)
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
 
     @field_validator("first_response", mode="before")
@@ -128,6 +131,13 @@ class SlaConfig(_Model):
             return pinned
         base = self.first_response.get(channel, timedelta(hours=4))
         return base * self.priority_factors.get(priority, 1.0)
+
+    def deadline(self, channel: Channel, priority: str, start: datetime) -> datetime:
+        """When a ticket opened at `start` is due: its target on the channel's clock."""
+        target = self.target(channel, priority)
+        if self.clock.get(channel, "always") == "business_hours":
+            return add_business_time(start, target, self.business_hours)
+        return start + target
 
 
 def load_sla_config(path: Path | str) -> SlaConfig:
@@ -162,6 +172,25 @@ def next_business_opening(now: datetime, config: SlaConfig | BusinessHours) -> d
             return datetime.combine(day, hours.open, tzinfo=zone)
         day += timedelta(days=1)
     raise ValueError("business hours have no open day in the next year")
+
+
+def add_business_time(start: datetime, duration: timedelta, hours: BusinessHours) -> datetime:
+    """`start` plus `duration` counted only while business is open (the clock pauses outside).
+
+    Returned in UTC. Raises ValueError when the calendar has no open day in the coming year.
+    """
+    zone = hours.zone
+    at = start.astimezone(zone)
+    remaining = duration
+    for _ in range(366 * 2):
+        at = next_business_opening(at, hours)
+        closes = datetime.combine(at.date(), hours.close, tzinfo=zone)
+        available = closes - at
+        if remaining <= available:
+            return (at + remaining).astimezone(UTC)
+        remaining -= available
+        at = closes
+    raise ValueError("business hours leave no time to meet this target within two years")
 
 
 # --- the per-ticket timer ------------------------------------------------------------------
@@ -235,7 +264,7 @@ def on_priority_raised(
         return clock, []
     if PRIORITY_RANK.get(event.priority, 1) <= PRIORITY_RANK.get(clock.priority, 1):
         return clock, []
-    deadline = clock.opened_at + config.target(clock.channel, event.priority)
+    deadline = config.deadline(clock.channel, event.priority, clock.opened_at)
     assert clock.deadline is not None
     return replace(clock, priority=event.priority, deadline=min(clock.deadline, deadline)), []
 
@@ -247,7 +276,7 @@ def on_ticket_opened(
     clock = clock or TicketClock(ticket_id=event.ticket_id or "")
     if clock.deadline is not None:
         return clock, []
-    deadline = event.occurred_at + config.target(event.channel, event.priority)
+    deadline = config.deadline(event.channel, event.priority, event.occurred_at)
     clock = replace(
         clock,
         channel=event.channel,

@@ -171,7 +171,9 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
         from flows.sla import load_sla_config
 
         sla_config = load_sla_config(settings.SLA_CONFIG_FILE)
-    stages = SupportStages(settings.database_url, agent or build_agent(settings),
+    from fte.observability import ObservedAgent, observe_stages
+
+    stages = SupportStages(settings.database_url, ObservedAgent(agent or build_agent(settings)),
                            load_policy(settings.ESCALATION_POLICY_FILE),
                            reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
                            concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config,
@@ -180,7 +182,7 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
     return build_flow(
         KafkaSource(brokers, topics, raise_on_errors=False, batch_size=settings.FLOW_BATCH_SIZE),
         resolve=identity_resolver(settings),
-        stages=stages,
+        stages=observe_stages("support-flow", stages),
         dead_letters_db=PostgresSink(settings.database_url, write_dead_letters_with_progress(FLOW_NAME),
                                      "dead_letters"),
         fold_gmail=settings.EMAIL_FOLD_GMAIL_DOTS, region=settings.DEFAULT_PHONE_REGION,

@@ -24,6 +24,9 @@ COMMAND_MODULES = [
     "fte.commands.flow",
     "fte.commands.dispatch",
     "fte.commands.relay",
+    "fte.commands.notify",
+    "fte.commands.tickets",
+    "fte.commands.report",
 ]
 
 

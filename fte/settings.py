@@ -128,6 +128,15 @@ class Settings(BaseSettings):
     # Messages a second `fte up` sends through the ingress in development (0: none).
     DEMO_TRAFFIC_RATE: float = 0.2
 
+    # --- operations: exporters, notifications, tickets, the day's report ---------------
+    METRICS_PORT: int | None = None  # this process's exporter port (default: per service)
+    HEARTBEAT_MAX_AGE_S: float = 60.0  # /livez fails when the work loop beat longer ago
+    NOTIFY_CONFIG_FILE: Path = REPO_ROOT / "flows" / "notify.yaml"
+    NOTIFY_EMAIL_TO: str = ""  # comma-separated lead addresses for email notifications
+    NOTIFY_SLACK_WEBHOOK_URL: SecretStr | None = None  # Slack-compatible incoming webhook
+    REPORT_RECIPIENTS: str = ""  # comma-separated addresses for the day's report
+    TICKET_QUIET_HOURS: float = 48.0  # an answered ticket closes after this long quiet
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.ENVIRONMENT == "production":

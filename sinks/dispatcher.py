@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 from psycopg.rows import dict_row
 
+from fte import observability
 from fte.logs import get_logger
 from schema.events import Channel, SupportEvent, SupportEventKind
 from sinks.outbox import NOTIFY_CHANNEL
@@ -150,6 +151,7 @@ class Dispatcher:
         conn = None
         breaker = self.breakers[channel]
         while not self.stopping.is_set():
+            observability.beat(f"outbox-{channel}")  # /livez: this channel's loop turns
             try:
                 if sender is None:
                     sender = self.sender_factories[channel]()
@@ -177,6 +179,7 @@ class Dispatcher:
         """Upsert this process's breaker state for `channel` when it changed, else every `every_s`."""
         breaker = self.breakers[channel]
         state, now = breaker.state, time.monotonic()
+        observability.BREAKER_OPEN.labels(channel).set(1 if state == "open" else 0)
         last = self._reported.get(channel)
         if last is not None and last[0] == state and now - last[1] < every_s:
             return
@@ -236,6 +239,7 @@ class Dispatcher:
             conn.execute("UPDATE reply_outbox SET status = 'failed', last_error = %s WHERE id = %s",
                          (str(exc)[:1000], row["id"]))
             log.error("dispatcher.failed", channel=channel, outbox_id=row["id"], error=str(exc))
+            observability.SENDS.labels(channel, "failed").inc()
             self._event(SupportEventKind.FAILED, row, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 -- any other failure: park and retry later
@@ -244,12 +248,14 @@ class Dispatcher:
             conn.execute("UPDATE reply_outbox SET status = 'parked', last_error = %s, "
                          "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
                          (f"{type(exc).__name__}: {exc}"[:1000], delay, row["id"]))
+            observability.SENDS.labels(channel, "retry").inc()
             log.warning("dispatcher.parked", channel=channel, outbox_id=row["id"],
                         attempts=row["attempts"], retry_in_s=delay, breaker=breaker.state)
             if row["attempts"] == 1:
                 self._event(SupportEventKind.FAILED, row, f"{type(exc).__name__}: {exc}")
             return
         breaker.success()
+        observability.SENDS.labels(channel, "sent").inc()
         with conn.transaction():
             conn.execute("UPDATE reply_outbox SET status = 'sent', sent_at = now(), last_error = NULL "
                          "WHERE id = %s", (row["id"],))

@@ -63,7 +63,7 @@ def dev_password(settings) -> int:
 
 def streamlit_argv(port: int, host: str) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
+        sys.executable, "-m", "console.serve", "run", str(APP),  # streamlit, exporter first
         "--server.headless", "true",
         "--server.port", str(port),
         "--server.address", host,

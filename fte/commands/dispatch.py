@@ -16,6 +16,7 @@ def register(subparsers) -> None:
 
 
 def run(args, settings) -> int:
+    from fte import observability
     from fte.kafka import ensure_topics
     from schema.topics import SUPPORT_EVENTS
     from sinks.dispatcher import build_dispatcher
@@ -24,9 +25,14 @@ def run(args, settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    observability.serve("dispatcher", settings)
+    observability.watch_outbox(settings.database_url)
+    observability.record_uptime("dispatcher", settings)
     dispatcher = build_dispatcher(settings).start()
+    observability.ready()
     log.info("dispatcher.start", channels=list(dispatcher.sender_factories))
     while not stop.wait(5.0):
+        observability.beat()
         dispatcher.publish.producer.poll(0)  # type: ignore[attr-defined]
     dispatcher.stop()
     dispatcher.publish.producer.flush(10)  # type: ignore[attr-defined]

@@ -31,4 +31,8 @@ def run(args, settings) -> int:
 
         return run_cluster(settings, processes=args.processes, workers=args.workers or settings.FLOW_WORKERS,
                            recovery_root=args.recovery_dir or settings.recovery_dir / "support-cluster")
-    return run_dataflow(build_kafka_flow(settings), name="support", args=args, settings=settings)
+    from fte.flow_health import instrument_flow
+
+    flow = instrument_flow(build_kafka_flow(settings), "support-flow", settings,
+                           args.recovery_dir or settings.recovery_dir / "support")
+    return run_dataflow(flow, name="support", args=args, settings=settings)

@@ -18,5 +18,8 @@ def run(args, settings) -> int:
     from schema.topics import ALERTS, DEADLETTER, SUPPORT_EVENTS
 
     ensure_topics(settings.kafka_bootstrap, settings.TOPIC_PREFIX, [SUPPORT_EVENTS, ALERTS, DEADLETTER])
-    flow = build_kafka_flow(settings, load_sla_config(settings.SLA_CONFIG_FILE))
+    from fte.flow_health import instrument_flow
+
+    flow = instrument_flow(build_kafka_flow(settings, load_sla_config(settings.SLA_CONFIG_FILE)),
+                           "metrics-flow", settings, args.recovery_dir or settings.recovery_dir / "metrics")
     return run_dataflow(flow, name="metrics", args=args, settings=settings)

@@ -33,6 +33,9 @@ SERVICES: list[tuple[str, list[str]]] = [
     ("event-relay", ["relay"]),  # event outbox -> support.events, support.escalations
     ("metrics-flow", ["metrics-flow"]),
     ("console", ["console"]),
+    ("notify", ["notify"]),  # escalations and alerts to staff (email, Slack webhook)
+    ("close-quiet-tickets", ["tickets", "close-quiet", "--every", "900"]),
+    ("daily-report", ["report", "daily", "--send", "--at", "06:00"]),  # to REPORT_RECIPIENTS
     ("demo-traffic", ["demo", "traffic", "--service"]),  # development only; DEMO_TRAFFIC_RATE
 ]
 

@@ -68,10 +68,12 @@ def latest_conversations(conn: psycopg.Connection, customers: Sequence[int]) -> 
 
 
 def active_tickets(conn: psycopg.Connection, conversation_ids: Sequence[int]) -> dict[int, Ticket]:
-    """Each conversation's newest ticket that is not resolved or closed."""
+    """Each conversation's newest ticket that is not resolved or closed; a ticket closed for
+    being quiet stays attachable (a trigger reopens it on the customer's next message)."""
     rows = conn.execute(
         "SELECT DISTINCT ON (conversation_id) id, conversation_id, priority, status FROM tickets "
-        "WHERE conversation_id = ANY(%s) AND status NOT IN ('resolved', 'closed') "
+        "WHERE conversation_id = ANY(%s) "
+        "AND (status NOT IN ('resolved', 'closed') OR closed_reason = 'quiet') "
         "ORDER BY conversation_id, created_at DESC", (list(conversation_ids),)).fetchall()
     return {_get(r, "conversation_id", 1): Ticket(_get(r, "id", 0), _get(r, "conversation_id", 1),
                                                   _get(r, "priority", 2), _get(r, "status", 3))

@@ -1,7 +1,10 @@
 """A small stateful dataflow for running a real multi-process Bytewax cluster in tests.
 
-Every number in 0..ITEMS-1 is written once, with a running count per key, to
-`$FLOW_OUT/<pod>-<worker>.txt`; recovery must not lose or repeat any of them.
+Every number read is written once, with a running count per key, to
+`$FLOW_OUT/<pod>-<worker>.txt`; recovery (and resizing the cluster) must not lose or repeat
+any of them, and the per-key counts must carry on across restarts. The input is
+TestingSource(range(ITEMS)), or the file `$FLOW_IN` (one number a line) when set: a file
+source resumes at its byte offset, so lines appended between runs are read by the next run.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 from pathlib import Path
 
 import bytewax.operators as op
+from bytewax.connectors.files import FileSource
 from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource
@@ -39,7 +43,8 @@ def _count(seen, x):
 
 
 flow = Dataflow("k8s_cluster_check")
-numbers = op.input("numbers", flow, TestingSource(range(ITEMS)))
+source = FileSource(Path(os.environ["FLOW_IN"])) if os.environ.get("FLOW_IN") else TestingSource(range(ITEMS))
+numbers = op.map("parse", op.input("numbers", flow, source), int)
 keyed = op.key_on("key", numbers, lambda x: str(x % KEYS))
 counted = op.stateful_map("count", keyed, _count)
 op.output("out", op.map("value", counted, lambda kv: kv[1]), FileSink())

@@ -7,6 +7,7 @@ and bytewax.run's own argument parsing.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 import re
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 SECRET_SETTINGS = {"TWILIO_AUTH_TOKEN", "OPENAI_API_KEY", "CONSOLE_USERS", "DATABASE_URL"}
 CLUSTER_SCOPED = {"Namespace"}
-CUSTOM_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io"}
+CUSTOM_GROUPS = {"kafka.strimzi.io", "postgresql.cnpg.io", "keda.sh", "monitoring.coreos.com"}
+CRD_DIR = Path(__file__).with_name("crds")  # vendored from the operators' repositories (crds/README.md)
 KUBERNETES_VERSION = "1.33.0"
 
 
@@ -60,11 +62,20 @@ def _by_name(kind: str, name: str) -> dict:
     return doc
 
 
+def _pod_template(doc: dict) -> dict | None:
+    if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+        return doc["spec"]["template"]
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return None
+
+
 def _pod_specs() -> list[tuple[str, dict]]:
     specs = []
     for _, doc in _documents():
-        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
-            specs.append((f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"]["spec"]))
+        template = _pod_template(doc)
+        if template is not None:
+            specs.append((f"{doc['kind']}/{doc['metadata']['name']}", template["spec"]))
     return specs
 
 
@@ -182,7 +193,9 @@ def test_no_secret_values_in_the_manifests():
 
 def test_every_variable_is_a_setting_or_read_by_bytewax_run_or_uvicorn():
     assert "FORWARDED_ALLOW_IPS" in _uvicorn_env_names()
-    known = set(Settings.model_fields) | _bytewax_run_env_names() | _uvicorn_env_names()
+    # POD_NAME: k8s/flow_entry.py's --pod-name default.
+    assert 'os.environ.get("POD_NAME")' in (K8S / "flow_entry.py").read_text()
+    known = set(Settings.model_fields) | _bytewax_run_env_names() | _uvicorn_env_names() | {"POD_NAME"}
     assert set(_config()) <= set(Settings.model_fields), set(_config()) - set(Settings.model_fields)
     for where, pod in _pod_specs():
         for container in _containers(pod):
@@ -214,28 +227,37 @@ def test_containers_run_fte_subcommands_or_a_bytewax_flow():
             command = container["command"]
             if command[0] == "fte":
                 assert command[1] in subcommands, f"{where}: `fte {command[1]}` is not a subcommand"
+                _assert_parses(command[1:], where)
             else:
-                assert command[:3] == ["python", "-m", "bytewax.run"], where
-                _assert_flow_builds(pod, container, command[3])
+                assert command[0] == "python" and command[1].endswith("/flow_entry.py"), where
+                _assert_flow_builds(pod, container, command[1], command[2])
 
 
-def _assert_flow_builds(pod: dict, container: dict, import_str: str) -> None:
+def _assert_parses(argv: list[str], where: str) -> None:
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"{where}: `fte {' '.join(argv)}` does not parse")
+
+
+def _assert_flow_builds(pod: dict, container: dict, path: str, flow_name: str) -> None:
     """The entry file is shipped in the scripts ConfigMap, mounted, and builds a Dataflow."""
     from bytewax.dataflow import Dataflow
 
-    path, _, call = import_str.partition(":")
+    call = f"{flow_name}()"
     mount_dir, file = path.rsplit("/", 1)
     [generator] = [g for g in _kustomization()["configMapGenerator"] if g["name"] == "fte-flow-scripts"]
     assert file in generator["files"], f"{file} is not in the fte-flow-scripts ConfigMap"
     volumes = {v["name"]: v for v in pod["volumes"]}
     [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == mount_dir]
     assert volumes[mount["name"]]["configMap"]["name"] == "fte-flow-scripts"
-    assert re.fullmatch(r"[a-z_]+\(\)", call), f"{import_str}: expected a no-argument factory"
+    assert re.fullmatch(r"[a-z_]+\(\)", call), f"{path} {flow_name}: expected a no-argument factory"
     spec = importlib.util.spec_from_file_location("flow_entry", K8S / file)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["flow_entry"] = module
     spec.loader.exec_module(module)
     flow = getattr(module, call[:-2])()
-    assert isinstance(flow, Dataflow), import_str
+    assert isinstance(flow, Dataflow), (path, flow_name)
 
 
 def test_workloads_are_locked_down_and_sized():
@@ -259,7 +281,9 @@ def test_workloads_are_locked_down_and_sized():
 def test_dockerfile_builds_the_image_the_manifests_run():
     text = (K8S / "Dockerfile").read_text()
     assert re.findall(r"^FROM (\S+)", text, re.MULTILINE) == ["python:3.11-slim", "python:3.11-slim"]
-    assert "pip install /wheels/*.whl" in text and "pip wheel" in text
+    assert "pip install --no-deps /wheels/*.whl" in text and "pip wheel" in text
+    # Dependencies only from the lock (hash-checked), never resolved at build time.
+    assert "--require-hashes --no-deps -r /tmp/requirements.lock" in text
     user = re.search(r"^USER (\d+)", text, re.MULTILINE).group(1)
     assert int(user) == 10001
     assert "ENV" in text and "HOME=/tmp" in text  # readOnlyRootFilesystem, /tmp is an emptyDir
@@ -281,25 +305,49 @@ def test_core_resources_match_the_kubernetes_api_schema():
     assert checked >= 20
 
 
-@pytest.mark.skipif(not os.environ.get("FTE_K8S_CRD_DIR"),
-                    reason="set FTE_K8S_CRD_DIR to a folder of the operators' CRD YAML files")
-def test_custom_resources_match_the_operator_crds():
-    """Strimzi and CloudNativePG resources against the CRDs of the installed operators."""
-    import jsonschema
-
+def _crd_schemas() -> dict[tuple[str, str], dict]:
     schemas = {}
-    for path in Path(os.environ["FTE_K8S_CRD_DIR"]).glob("*.yaml"):
+    for path in sorted(CRD_DIR.glob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if crd and crd.get("kind") == "CustomResourceDefinition":
                 for version in crd["spec"]["versions"]:
                     key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
-                    schemas[key] = _closed(version["schema"]["openAPIV3Schema"])
+                    schema = _closed(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+                    schema["properties"]["metadata"] = {"type": "object"}
+                    schemas[key] = schema
+    return schemas
+
+
+def custom_resource_errors(doc: dict, schemas: dict) -> list[str]:
+    import jsonschema
+
+    key = (doc["apiVersion"], doc["kind"])
+    assert key in schemas, f"no vendored CRD for {key}: add it to tests/k8s/crds"
+    return [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(schemas[key]).iter_errors(doc)]
+
+
+def test_custom_resources_match_the_vendored_operator_crds():
+    """Strimzi, CloudNativePG, KEDA and Prometheus-operator resources against their CRDs."""
+    schemas = _crd_schemas()
+    checked = set()
     for name, doc in _documents():
         if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
-            schema = schemas[(doc["apiVersion"], doc["kind"])]
-            schema["properties"]["metadata"] = {"type": "object"}
-            errors = [f"{list(e.path)}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+            errors = custom_resource_errors(doc, schemas)
             assert not errors, (name, doc["metadata"]["name"], errors)
+            checked.add(doc["kind"])
+    assert checked >= {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "ScheduledBackup",
+                       "ScaledObject", "PodMonitor", "PrometheusRule"}
+
+
+def test_the_crd_check_rejects_a_misspelt_field():
+    """The closed schemas catch what the API server would prune or refuse."""
+    schemas = _crd_schemas()
+    pool = copy.deepcopy(_of_kind("KafkaNodePool")[0])
+    pool["spec"]["template"]["pod"]["topologySpreadConstrains"] = []
+    assert custom_resource_errors(pool, schemas)
+    backup = copy.deepcopy(_of_kind("ScheduledBackup")[0])
+    backup["spec"]["method"] = "tape"
+    assert custom_resource_errors(backup, schemas)
 
 
 def _closed(schema):
@@ -330,6 +378,7 @@ def test_ingress_scales_and_probes_health():
     assert str(port) == _config()["INGRESS_PORT"] and _config()["INGRESS_HOST"] == "0.0.0.0"
     hpa = _by_name("HorizontalPodAutoscaler", "ingress")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "ingress"
+    assert "replicas" not in deployment["spec"], "the HPA owns replicas"
     assert hpa["spec"]["minReplicas"] >= 2
     pdb = _by_name("PodDisruptionBudget", "ingress")
     assert pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
@@ -354,10 +403,10 @@ def test_services_and_edge_route_to_real_ports():
 
 
 def test_dispatcher_replicas_only_when_claims_are_exclusive():
-    spec = _by_name("Deployment", "dispatcher")["spec"]
+    scaled = _by_name("ScaledObject", "dispatcher")["spec"]
     source = (REPO / "sinks" / "dispatcher.py").read_text()
     # More than one dispatcher is safe only while rows are claimed exclusively, with a lease.
-    assert spec["replicas"] == 1 or ("FOR UPDATE SKIP LOCKED" in source and "lease" in source)
+    assert scaled["maxReplicaCount"] == 1 or ("FOR UPDATE SKIP LOCKED" in source and "lease" in source)
 
 
 def test_network_policies_default_deny_every_fte_pod():
@@ -366,8 +415,8 @@ def test_network_policies_default_deny_every_fte_pod():
     assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "fte"}}
     assert set(deny["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny
     for _, doc in _documents():
-        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
-            labels = doc["spec"]["template"]["metadata"]["labels"]
+        if _pod_template(doc) is not None:
+            labels = _pod_template(doc)["metadata"]["labels"]
             assert labels["app.kubernetes.io/name"] == "fte", doc["metadata"]["name"]
 
 
@@ -377,54 +426,78 @@ def test_network_policies_default_deny_every_fte_pod():
 FLOWS = {"support-flow": list(INBOUND_BY_CHANNEL.values()), "metrics-flow": [SUPPORT_EVENTS]}
 
 
+def _flow_entry():
+    spec = importlib.util.spec_from_file_location("flow_entry", K8S / "flow_entry.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["flow_entry"] = module  # its dataclass resolves annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config_settings(**overrides) -> Settings:
+    values = {**_config(), **overrides}
+    return Settings(_env_file=None, **{k: v for k, v in values.items() if k in Settings.model_fields
+                                       and k != "ENVIRONMENT"})
+
+
 @pytest.mark.parametrize("name", sorted(FLOWS))
-def test_flow_statefulset_is_a_consistent_bytewax_cluster(name, monkeypatch):
+def test_flow_statefulset_is_a_consistent_bytewax_cluster(name):
     sts = _by_name("StatefulSet", name)
     replicas = sts["spec"]["replicas"]
     pod = sts["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    env = {k: v.get("value") for k, v in _env(container).items()}
     headless = _by_name("Service", sts["spec"]["serviceName"])
     assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"]
-    port = headless["spec"]["ports"][0]["port"]
+    port = next(p["port"] for p in headless["spec"]["ports"] if p["name"] == "bytewax")
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    # No copies of the settings in BYTEWAX_* variables: the launcher derives everything.
+    assert not [k for k in _env(container) if k.startswith("BYTEWAX_")]
+    assert _env(container)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
-    # Peers in ordinal order, one per replica, each reachable through the headless Service.
-    addresses = env["BYTEWAX_ADDRESSES"].split(";")
-    assert addresses == [f"{name}-{i}.{name}.fte.svc.cluster.local:{port}" for i in range(replicas)]
-    assert env["BYTEWAX_STATEFULSET_NAME"] == name
-    assert _env(container)["BYTEWAX_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
-
-    # bytewax.run's own parser derives each pod's process id and the peer list from this env.
+    argv = container["command"]
+    processes = int(argv[argv.index("--processes") + 1])
+    assert processes == replicas, "--processes must equal the StatefulSet's replicas"
+    entry = _flow_entry()
+    settings = _config_settings()
     for ordinal in range(replicas):
-        for key, value in env.items():
-            if key.startswith("BYTEWAX_") and value is not None:
-                monkeypatch.setenv(key, value)
-        monkeypatch.setenv("BYTEWAX_POD_NAME", f"{name}-{ordinal}")
-        monkeypatch.setattr(sys, "argv", ["bytewax.run", container["command"][3]])
-        args = bytewax.run._parse_args()
-        assert args.process_id == ordinal
-        assert args.addresses.split(";") == addresses
-        assert args.recovery_directory == Path(_config()["RECOVERY_DIR"])
-        assert args.snapshot_interval.total_seconds() == float(_config()["RECOVERY_SNAPSHOT_S"])
-        assert args.backup_interval.total_seconds() == float(_config()["RECOVERY_BACKUP_S"])
+        place = entry.cluster_place(f"{name}-{ordinal}", processes, settings, statefulset=name,
+                                    service=headless["metadata"]["name"], port=port)
+        assert place.process_id == ordinal
+        # Peers in ordinal order, one per replica, through the headless Service, by short name.
+        assert place.addresses == [f"{name}-{i}.{name}:{port}" for i in range(replicas)]
+        assert place.workers_per_process == int(_config()["FLOW_WORKERS"])
+        assert place.recovery_dir == Path(_config()["RECOVERY_DIR"])
+        assert place.snapshot_interval.total_seconds() == float(_config()["RECOVERY_SNAPSHOT_S"])
+        assert place.backup_interval.total_seconds() == float(_config()["RECOVERY_BACKUP_S"])
+    with pytest.raises(ValueError, match="outside the cluster"):
+        entry.cluster_place(f"{name}-{replicas}", processes, settings, statefulset=name)
 
     # Equal shares: every topic the flow reads splits evenly over all workers.
-    workers = replicas * int(env["BYTEWAX_WORKERS_PER_PROCESS"])
-    assert env["BYTEWAX_WORKERS_PER_PROCESS"] == _config()["FLOW_WORKERS"]
+    workers = replicas * int(_config()["FLOW_WORKERS"])
     for topic in FLOWS[name]:
         assert topic.partitions % workers == 0, (topic.name, workers)
 
-    # Recovery: one volume per pod, mounted where the recovery directory is, initialised
-    # by the init container with this replica count.
+    # Recovery: one volume per pod, mounted where RECOVERY_DIR is, initialised by the init
+    # container with this replica count.
     [claim] = sts["spec"]["volumeClaimTemplates"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert Path(env["BYTEWAX_RECOVERY_DIRECTORY"]).is_relative_to(mounts[claim["metadata"]["name"]])
+    assert Path(_config()["RECOVERY_DIR"]).is_relative_to(mounts[claim["metadata"]["name"]])
     [init] = pod["initContainers"]
     argv = init["command"]
-    assert argv[1].endswith("flow-recovery-init.py") and argv[2] == env["BYTEWAX_RECOVERY_DIRECTORY"]
+    assert argv[1].endswith("flow-recovery-init.py") and argv[2] == _config()["RECOVERY_DIR"]
     assert int(argv[argv.index("--replicas") + 1]) == replicas
     assert int(argv[argv.index("--partitions") + 1]) >= workers
+
+
+def test_flow_workers_and_recovery_settings_reach_the_flow_processes():
+    """FLOW_WORKERS / RECOVERY_* in fte-config are what the launcher uses (not ignored)."""
+    entry = _flow_entry()
+    changed = _config_settings(FLOW_WORKERS="2", RECOVERY_SNAPSHOT_S="7", RECOVERY_BACKUP_S="30",
+                               RECOVERY_DIR="/var/lib/fte/elsewhere")
+    place = entry.cluster_place("support-flow-1", 2, changed, statefulset="support-flow")
+    assert place.workers_per_process == 2
+    assert place.snapshot_interval.total_seconds() == 7 and place.backup_interval.total_seconds() == 30
+    assert place.recovery_dir == Path("/var/lib/fte/elsewhere")
 
 
 def test_recovery_init_spreads_partitions_over_the_pods(tmp_path):
@@ -446,14 +519,32 @@ def test_recovery_init_spreads_partitions_over_the_pods(tmp_path):
     assert (tmp_path / "pod0" / "part-0.sqlite3").stat().st_mtime_ns == before
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
-def test_kustomize_renders_the_whole_set():
-    rendered = subprocess.run(["kubectl", "kustomize", str(K8S)], check=True,
+def kustomize(directory: Path = K8S) -> list[dict]:
+    kubectl = shutil.which("kubectl") or "/usr/bin/kubectl"
+    rendered = subprocess.run([kubectl, "kustomize", str(directory)], check=True,
                               capture_output=True, text=True).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    return [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def test_kustomize_renders_the_whole_set_and_every_object_validates():
+    import kubernetes_validate
+
+    docs = kustomize()
     kinds = {d["kind"] for d in docs}
-    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "StatefulSet", "Deployment",
-            "Job", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress",
-            "NetworkPolicy", "ConfigMap", "Namespace"} <= kinds
-    [scripts] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fte-flow-scripts"]
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "ScheduledBackup", "StatefulSet",
+            "Deployment", "Job", "CronJob", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+            "Ingress", "NetworkPolicy", "ConfigMap", "Namespace", "ScaledObject", "PodMonitor",
+            "PrometheusRule"} <= kinds
+    schemas = _crd_schemas()
+    for doc in docs:
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            assert not custom_resource_errors(doc, schemas), where
+        else:
+            try:
+                kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(f"{where}: {exc.message} at {list(exc.path)}")
+    [scripts] = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("fte-flow-scripts")]
     assert scripts["data"]["flow-recovery-init.py"] == (K8S / "flow-recovery-init.py").read_text()
+    assert scripts["data"]["flow_entry.py"] == (K8S / "flow_entry.py").read_text()
