@@ -1,15 +1,17 @@
-"""Deterministic escalation policy, applied before any agent so no agent failure can skip it.
+"""Escalation policy, applied before any agent so no agent failure can skip it.
 
-The rules live in `flows/escalation_policy.yaml` (path in settings ESCALATION_POLICY_FILE):
-ordered regex rules per reason (legal, profanity, human request, refund, complaint,
-pricing), plus anger (sentiment threshold or a falling trend) and the unresolved-turns
-limit. `decide` is pure: same inputs, same decision.
+`flows/escalation_policy.yaml` (path in settings ESCALATION_POLICY_FILE) holds a short list
+of must-never-miss rules (self-harm, legal threats and violence, profanity), the learned
+route's escalation threshold, anger (sentiment threshold or a falling trend) and the
+unresolved-turns limit. Refund requests, requests for a person, complaints and pricing are
+the routing model's labels (`flows/routing.py`): `with_router` attaches the loaded model.
+`decide` is pure for a given model: same inputs, same decision.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from flows.sentiment import Trend
 from schema.events import EscalationReason
 
 PRIORITIES = ("low", "normal", "high", "urgent")
-MAX_MATCHED_CHARS = 10_000  # regexes over a bounded prefix: no pathological cost on huge bodies
+MAX_MATCHED_CHARS = 10_000
+ROUTE_PRIORITY = {"legal": "urgent", "human_requested": "high", "refund": "high",
+                  "complaint": "normal", "pricing": "normal"}  # regexes over a bounded prefix: no pathological cost on huge bodies
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Policy:
     anger_threshold: float = -0.75
     anger_on_falling_trend: bool = True
     unresolved_turns: int = 3
+    route_escalate_min: float = 0.5
+    router: object | None = None  # flows.routing.Router; None: rules, anger and turns only
 
 
 def _compile(patterns: list[str] | None) -> tuple[re.Pattern, ...]:
@@ -80,7 +86,13 @@ def parse_policy(doc: dict) -> Policy:
         anger_threshold=float(anger.get("sentiment_below", -0.75)),
         anger_on_falling_trend=bool(anger.get("falling_trend", True)),
         unresolved_turns=int(doc.get("unresolved_turns", 3)),
+        route_escalate_min=float((doc.get("route") or {}).get("escalate_min", 0.5)),
     )
+
+
+def with_router(policy: Policy, router) -> Policy:
+    """The policy with the routing model in front of anger and the turn limit."""
+    return replace(policy, router=router)
 
 
 @lru_cache(maxsize=8)
@@ -105,13 +117,20 @@ def decide(
 ) -> PolicyDecision | None:
     """The escalation this message requires, or None to let the agent answer.
 
-    Explicit rules come first (they say *why* best), then anger, then the turn limit.
+    The must-never-miss rules come first, then the learned route's escalation labels, then
+    anger, then the turn limit.
     """
     text = (text or "")[:MAX_MATCHED_CHARS]
     for rule in policy.rules:
         phrase = rule.match(text)
         if phrase is not None:
             return PolicyDecision(rule.reason, f"matched {phrase!r}", rule.priority)
+    if policy.router is not None:
+        route = policy.router.route(text)
+        if route.reason and route.confidence >= policy.route_escalate_min:
+            return PolicyDecision(EscalationReason(route.reason),
+                                  f"routed {route.label} ({route.confidence:.2f})",
+                                  ROUTE_PRIORITY.get(route.reason, "normal"))
     if sentiment is not None and sentiment < policy.anger_threshold:
         return PolicyDecision(EscalationReason.ANGER, f"sentiment {sentiment:+.2f}", "high")
     if policy.anger_on_falling_trend and trend is not None and trend.falling:

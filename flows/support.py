@@ -105,7 +105,8 @@ def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int],
 def build_kafka_flow(settings, *, agent=None) -> Dataflow:
     """Production wiring: Kafka in and out, Postgres, the configured agent."""
     from flows.agent import build_agent
-    from flows.policy import load_policy
+    from flows.policy import load_policy, with_router
+    from flows.routing import load_router
     from schema.topics import (
         DEADLETTER,
         ESCALATIONS,
@@ -125,8 +126,9 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
         from flows.sla import load_sla_config
 
         sla_config = load_sla_config(settings.SLA_CONFIG_FILE)
-    handler = SupportHandler(settings.database_url, agent or build_agent(settings),
-                             load_policy(settings.ESCALATION_POLICY_FILE),
+    router = load_router(settings)  # the learned routing model, loaded once at start
+    handler = SupportHandler(settings.database_url, agent or build_agent(settings, router),
+                             with_router(load_policy(settings.ESCALATION_POLICY_FILE), router),
                              reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
                              concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config)
     return build_flow(
