@@ -167,7 +167,7 @@ def _hash(*parts: object) -> str:
 # --- writes ------------------------------------------------------------------------------
 def save_article(conn, *, settings=None, slug: str, title: str, body: str,
                  intents: Sequence[str] = (), tags: Sequence[str] = (), source: str | None = None,
-                 embedder: Embedder | None = None, escalate: str | None = None) -> int:
+                 embedder: Embedder | None = None, escalate: str | None | object = ...) -> int:
     """Create or update one article: chunk, embed changed chunks, upsert, drop stale chunks.
     Returns the number of chunks re-embedded. Runs in the caller's transaction."""
     if not SLUG.match(slug):
@@ -179,6 +179,9 @@ def save_article(conn, *, settings=None, slug: str, title: str, body: str,
     intents = sorted({i.strip() for i in intents if i and i.strip()})
     tags = sorted({t.strip() for t in tags if t and t.strip()})
     chunks = chunk_body(body)
+    if escalate is ...:  # not given (a console edit): keep the article's current marking
+        row = conn.execute("SELECT escalate FROM knowledge_base WHERE slug = %s LIMIT 1", (slug,)).fetchone()
+        escalate = (row[0] if not isinstance(row, dict) else row["escalate"]) if row else None
     hashes = [_hash(embedder.name, title, chunk, intents, tags, source, escalate) for chunk in chunks]
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SELECT chunk_index, content_hash FROM knowledge_base WHERE slug = %s", (slug,))

@@ -90,6 +90,18 @@ def parse_policy(doc: dict) -> Policy:
     )
 
 
+def policy_text(msg) -> str:
+    """What the policy reads of an inbound message: subject and body."""
+    return msg.body if not msg.subject else f"{msg.subject}\n{msg.body}"
+
+
+def prime_routes(policy: Policy, texts: list[str]) -> None:
+    """Route a whole batch in one model call before deciding message by message (the
+    per-message `decide` then reads the router's cache)."""
+    if policy.router is not None and texts:
+        policy.router.route_many([(t or "")[:MAX_MATCHED_CHARS] for t in texts])
+
+
 def with_router(policy: Policy, router) -> Policy:
     """The policy with the routing model in front of anger and the turn limit."""
     return replace(policy, router=router)

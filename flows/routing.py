@@ -13,11 +13,11 @@ a versioned joblib artifact (model + data hash + label set + figures), generated
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,10 @@ def build_pipeline(c: float = 0.5):
         ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
                                  lowercase=True)),
     ])
-    clf = CalibratedClassifierCV(LinearSVC(C=c, class_weight="balanced"), method="sigmoid", cv=3)
+    # ensemble=False: one SVM on all the data, sigmoids fitted on 3 internal folds (measured:
+    # better grouped-CV accuracy than the 3-SVM ensemble, and a third of the predict cost)
+    clf = CalibratedClassifierCV(LinearSVC(C=c, class_weight="balanced"), method="sigmoid", cv=3,
+                                 ensemble=False)
     return Pipeline([("features", features), ("clf", clf)])
 
 
@@ -106,21 +109,23 @@ def figures(expected: list[str], predicted: list[str], sources: list[str] | None
 
 
 class Router:
-    """A trained model plus its metadata; `route_many` is thread-safe (read-only model)."""
+    """A trained model plus its metadata. Thread-safe: the model is read-only and the cache
+    of recent routes is guarded. Route a whole batch with `route_many` (one model call);
+    `route` then finds each text in the cache (the policy and the agent route the same text)."""
 
-    def __init__(self, pipeline, meta: dict[str, Any]):
+    def __init__(self, pipeline, meta: dict[str, Any], cache_size: int = 4096):
         self.pipeline, self.meta = pipeline, meta
-        self.labels: list[str] = list(pipeline.classes_)
-        self._route_one = lru_cache(maxsize=4096)(self._route_uncached)
+        self.labels: list[str] = [str(label) for label in pipeline.classes_]
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, Route] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def version(self) -> str:
         return self.meta["version"]
 
-    def route_many(self, texts: list[str], top: int = 5) -> list[Route]:
-        if not texts:
-            return []
-        probs = self.pipeline.predict_proba(_clip(texts))
+    def _compute(self, texts: list[str], top: int = 5) -> list[Route]:
+        probs = self.pipeline.predict_proba(texts)
         out = []
         for row in probs:
             order = np.argsort(-row)[:top]
@@ -128,12 +133,22 @@ class Router:
             out.append(Route(ranked[0][0], ranked[0][1], ranked))
         return out
 
-    def _route_uncached(self, text: str) -> Route:
-        return self.route_many([text])[0]
+    def route_many(self, texts: list[str]) -> list[Route]:
+        keys = _clip(list(texts))
+        with self._lock:
+            found = {k: self._cache[k] for k in keys if k in self._cache}
+        missing = list(dict.fromkeys(k for k in keys if k not in found))
+        if missing:
+            computed = dict(zip(missing, self._compute(missing)))
+            found.update(computed)
+            with self._lock:
+                self._cache.update(computed)
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return [found[k] for k in keys]
 
     def route(self, text: str) -> Route:
-        """One message (cached: the policy and the agent route the same text)."""
-        return self._route_one(" ".join((text or "").split())[:MAX_ROUTE_CHARS])
+        return self.route_many([text])[0]
 
 
 def train(examples: list[Example], *, cv_folds: int = 5) -> Router:

@@ -28,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from flows.agent import AgentRequest, AgentResult, HistoryItem, PreviousContact
 from flows.formatting import format_reply
-from flows.policy import decide
+from flows.policy import decide, policy_text, prime_routes
 from flows.support_steps import (
     HOLDING_TEXT,
     Outcome,
@@ -277,6 +277,8 @@ class SupportHandler:
         active = dict(ctx["active"])  # customer -> escalation row (or a planned one)
         holding_sent = {c: e["holding_ack_sent"] for c, e in active.items()}
         outcomes: dict[str, Outcome] = {}
+        # learned routing: one batched model call; `decide` below reads its cache (flows/policy.py)
+        prime_routes(self.policy, [policy_text(i["work"].inbound.msg) for i in items])
         for rnd in customer_rounds(items, lambda i: i["work"].customer_id):
             ask = []
             for item in rnd:
@@ -291,7 +293,7 @@ class SupportHandler:
                         holding_sent[w.customer_id] = True
                     outcomes[msg.inbound_key] = o
                     continue
-                d = decide(msg.body if not msg.subject else f"{msg.subject}\n{msg.body}",
+                d = decide(policy_text(msg),
                            sentiment=w.sentiment, trend=w.trend,
                            unresolved_turns=trailing_clarifications(hist), policy=self.policy)
                 if d is not None:

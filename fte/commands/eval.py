@@ -128,7 +128,7 @@ def evaluate(items: list[dict[str, Any]], settings, router=None) -> tuple[dict[s
     `router`: a loaded routing model; default the installed one (none: rules and retrieval)."""
     from flows.agent import AgentRequest, HistoryItem, build_agent
     from flows.formatting import format_reply, violations
-    from flows.policy import decide, load_policy, with_router
+    from flows.policy import decide, load_policy, prime_routes, with_router
     from flows.routing import load_router
     from flows.sentiment import Trend, score
     from schema.events import Channel, InboundMessage
@@ -141,6 +141,7 @@ def evaluate(items: list[dict[str, Any]], settings, router=None) -> tuple[dict[s
     for start in range(0, len(items), BATCH):
         batch = items[start:start + BATCH]
         decisions, requests = [], []
+        prime_routes(policy, [f"{item.get('subject') or ''}\n{item['text']}".strip() for item in batch])
         for item in batch:
             text = f"{item.get('subject') or ''}\n{item['text']}".strip()
             history = item.get("history") or []
