@@ -350,7 +350,7 @@ class KbIndex:
 
         self.version = version
         self.rows = rows
-        self.vectors = (np.vstack([np.asarray(r[7], dtype=np.float32) for r in rows])
+        self.vectors = (np.vstack([_array(r[7]) for r in rows])
                         if rows else np.zeros((0, 1), dtype=np.float32))
         self.words = TfidfVectorizer(analyzer=_index_words, sublinear_tf=True)
         self.lexical = self.words.fit_transform([f"{r[3]}\n{r[4]}" for r in rows]) if rows else None
@@ -391,6 +391,12 @@ class KbIndex:
                     break
             out.append(list(best.values())[:k])
         return out
+
+
+def _array(vector):
+    import numpy as np
+
+    return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
 
 
 def _index_words(text: str) -> list[str]:

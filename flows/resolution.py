@@ -37,6 +37,8 @@ RERANK_WEIGHT = 0.5  # how much the route's belief in a hit's intents adds to it
 class Thresholds:
     answer_min: float = 0.45      # route confidence in the answered intent
     retrieval_min: float = 0.20   # hybrid score of the article answered from
+    strong_retrieval: float = 0.45  # ...or retrieval this sure, and the article's intent the
+    support_min: float = 0.25       # model's best intent with at least this probability
     lean_min: float = 0.20        # route confidence to name one article in the question
     same_question: float = 0.75   # word overlap (Jaccard) that counts as asking again
 
@@ -120,7 +122,13 @@ def _agree(route: Route | None, top: KbHit, th: Thresholds) -> bool:
         return False
     if route is None:  # no model trained: retrieval alone, with the old, stricter bar
         return top.score >= 0.60
-    return route.intent is not None and route.intent in top.intents and route.confidence >= th.answer_min
+    if route.intent is not None and route.intent in top.intents and route.confidence >= th.answer_min:
+        return True
+    # retrieval is sure and the model's best intent (out of scope and escalations aside) is
+    # the article's, with real support: both point at the same article
+    best_intent = next(((label, p) for label, p in route.ranked if label.startswith("intent:")), None)
+    return (top.score >= th.strong_retrieval and best_intent is not None
+            and best_intent[0][len("intent:"):] in top.intents and best_intent[1] >= th.support_min)
 
 
 def clarifying_question(route: Route | None, ranked: Sequence[KbHit], th: Thresholds) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from fte.settings import REPO_ROOT
 
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 WRITTEN_EXAMPLES = REPO_ROOT / "flows" / "routing_examples.yaml"
 LEAD_LABELS_SQL = "SELECT id, text, label FROM routing_labels ORDER BY id"
 
@@ -24,7 +23,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("model", help="train or show the learned routing model")
     sub = p.add_subparsers(dest="model_command", required=True)
     t = sub.add_parser("train", help="train, cross-validate, compare and install the model")
-    t.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with bitext/ and hint3/")
+    t.add_argument("--data", type=Path, default=None,
+                   help="folder with bitext/ and hint3/ (default: settings SHARED_DATA_DIR)")
     t.add_argument("--folds", type=int, default=5, help="grouped CV folds (0: skip CV)")
     t.add_argument("--no-leads", action="store_true", help="do not read the leads' labels")
     t.add_argument("--if-absent", action="store_true", help="only when no model is installed")
@@ -62,9 +62,10 @@ def run_train(args, settings) -> int:
         print(f"model present: {path}")
         return 0
     leads = [] if args.no_leads else lead_labels(settings.database_url)
-    examples = load_examples(args.data, WRITTEN_EXAMPLES, leads)
+    data = args.data or settings.SHARED_DATA_DIR
+    examples = load_examples(data, WRITTEN_EXAMPLES, leads)
     if not examples:
-        print(f"no training data under {args.data} or {WRITTEN_EXAMPLES}", file=sys.stderr)
+        print(f"no training data under {data} or {WRITTEN_EXAMPLES}", file=sys.stderr)
         return 2
     new = routing.train(examples, cv_folds=args.folds)
     current = None

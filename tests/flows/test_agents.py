@@ -34,8 +34,8 @@ def kb(kb_database_url):
 
 
 @pytest.fixture(scope="module")
-def local(kb):
-    return LocalAgent(kb)
+def local(kb, routing_model):
+    return LocalAgent(kb, routing_model[0])
 
 
 # --- local agent -------------------------------------------------------------------------
@@ -53,7 +53,7 @@ def article_body(url, slug):
 def test_local_agent_answers_only_with_sentences_of_the_right_article(local, kb_database_url, question, slug):
     result = local.respond(request(question))
     assert result.action == "answer" and result.kb_hit and result.provider == "local"
-    assert result.kb_slugs[0] == slug and result.kb_top_score >= local.answer_min
+    assert result.kb_slugs[0] == slug and result.kb_top_score >= local.thresholds.retrieval_min
     body = " ".join(article_body(kb_database_url, slug).split())
     for line in result.text.splitlines():
         assert " ".join(line.split()) in body  # nothing but the article's own text
