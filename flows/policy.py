@@ -57,7 +57,7 @@ class Policy:
     anger_threshold: float = -0.75
     anger_on_falling_trend: bool = True
     unresolved_turns: int = 3
-    route_escalate_min: float = 0.5
+    route_escalate_min: float = 0.35
     router: object | None = None  # flows.routing.Router; None: rules, anger and turns only
 
 
@@ -86,7 +86,7 @@ def parse_policy(doc: dict) -> Policy:
         anger_threshold=float(anger.get("sentiment_below", -0.75)),
         anger_on_falling_trend=bool(anger.get("falling_trend", True)),
         unresolved_turns=int(doc.get("unresolved_turns", 3)),
-        route_escalate_min=float((doc.get("route") or {}).get("escalate_min", 0.5)),
+        route_escalate_min=float((doc.get("route") or {}).get("escalate_min", 0.35)),
     )
 
 
@@ -129,22 +129,25 @@ def decide(
 ) -> PolicyDecision | None:
     """The escalation this message requires, or None to let the agent answer.
 
-    The must-never-miss rules come first, then the learned route's escalation labels, then
-    anger, then the turn limit.
+    The must-never-miss rules come first, then anger, then the learned route's escalation
+    labels, then the turn limit.
     """
     text = (text or "")[:MAX_MATCHED_CHARS]
     for rule in policy.rules:
         phrase = rule.match(text)
         if phrase is not None:
             return PolicyDecision(rule.reason, f"matched {phrase!r}", rule.priority)
-    if policy.router is not None:
-        route = policy.router.route(text)
-        if route.reason and route.confidence >= policy.route_escalate_min:
-            return PolicyDecision(EscalationReason(route.reason),
-                                  f"routed {route.label} ({route.confidence:.2f})",
-                                  ROUTE_PRIORITY.get(route.reason, "normal"))
     if sentiment is not None and sentiment < policy.anger_threshold:
         return PolicyDecision(EscalationReason.ANGER, f"sentiment {sentiment:+.2f}", "high")
+    if policy.router is not None:
+        # The likeliest escalation label, even when an answerable intent is likelier: a
+        # missed request for a person costs more than a needless hand-over.
+        route = policy.router.route(text)
+        label, p = next(((lb, p) for lb, p in route.ranked if lb.startswith("escalate:")), (None, 0.0))
+        if label and p >= policy.route_escalate_min:
+            reason = label.split(":", 1)[1]
+            return PolicyDecision(EscalationReason(reason), f"routed {label} ({p:.2f})",
+                                  ROUTE_PRIORITY.get(reason, "normal"))
     if policy.anger_on_falling_trend and trend is not None and trend.falling:
         return PolicyDecision(
             EscalationReason.ANGER, f"sentiment falling (mean {trend.mean:+.2f})", "high"

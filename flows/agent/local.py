@@ -22,6 +22,7 @@ from schema.events import EscalationReason
 
 __all__ = ["CLARIFY_OPENING", "LocalAgent", "answer_from_article", "turns"]
 MAX_ANSWER_SENTENCES = 3
+CANDIDATES = 10
 
 
 def turns(req: AgentRequest) -> list[Turn]:
@@ -41,7 +42,8 @@ class LocalAgent:
         """One routing call and one in-process retrieval for the whole batch."""
         questions = [question_text(r.inbound) for r in reqs]
         routes = self.router.route_many(questions) if self.router else [None] * len(reqs)
-        all_hits = self.kb.search_many(questions, k=5)
+        # candidates wide enough for the learned intent to re-rank (flows/resolution.py)
+        all_hits = self.kb.search_many(questions, k=CANDIDATES)
         return [self.result(resolve(q, route, hits, turns(req), self.thresholds), q)
                 for req, q, route, hits in zip(reqs, questions, routes, all_hits)]
 

@@ -16,9 +16,8 @@ pytestmark = pytest.mark.timeout(400)
 
 
 @pytest.fixture(scope="module")
-def running(flow_env, routing_model, tmp_path_factory):
-    _, data_dir = routing_model
-    env = {**flow_env, "FTE_DATA_DIR": str(data_dir)}  # the flow finds the model there
+def running(flow_env, tmp_path_factory):
+    env = flow_env  # FTE_DATA_DIR: the session's trained routing model, loaded by the flow at start
     log = tmp_path_factory.mktemp("logs") / "flow.log"
     flow = FlowProcess(env, log=log).start()
     yield env
