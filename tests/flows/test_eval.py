@@ -154,3 +154,11 @@ def test_heldout_floors_hint3_and_bitext(kb_database_url):
     assert b["resolution"]["answered_right"] >= BITEXT["answered_right"]
     assert b["resolution"]["answered_wrong"] <= BITEXT["answered_wrong"]
     assert b["escalation"]["precision"] >= BITEXT["precision"]
+
+
+# Floors a margin below the held-out figures measured (README), so they do not flake while a
+# real regression fails. Held-out data only: never trained or tuned on.
+WRITTEN = {"precision": 0.85, "recall": 0.70, "answered_right": 0.45, "answered_wrong": 0.15,
+           "oos_answered": 0.10}
+HINT3 = {"answered_right": 0.45, "answered_wrong": 0.08, "oos_answered": 0.05, "human_recall": 0.60}
+BITEXT = {"answered_right": 0.80, "answered_wrong": 0.02, "precision": 0.95}

@@ -125,4 +125,4 @@ def test_an_angry_message_escalates_on_its_own_sentiment():
 
 # Floors a margin below the figures measured on held-out Bitext (README).
 BITEXT_PRECISION_FLOOR = 0.85
-BITEXT_RECALL_FLOOR = 0.85
+BITEXT_RECALL_FLOOR = 0.80
