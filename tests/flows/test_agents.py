@@ -76,12 +76,6 @@ def test_local_agent_asks_instead_of_guessing_and_escalates_after_asking(local):
     assert second.action == "escalate" and second.reason is EscalationReason.LOW_CONFIDENCE
 
 
-def test_local_agent_offers_the_close_candidates_when_two_articles_compete(local):
-    result = local.respond(request("account"))
-    assert result.action == "clarify"
-    assert "is your question about" in result.text and '" or "' in result.text
-
-
 def test_local_agent_is_thread_safe_and_batches(local):
     questions = ["how long does delivery take?", "I forgot my password", "do you accept paypal?"] * 6
     with ThreadPoolExecutor(6) as pool:

@@ -103,7 +103,7 @@ def test_eval_scores_out_of_scope_and_multi_turn_history(kb_database_url, tmp_pa
     items = [
         {"id": "o1", "channel": "web", "text": "What is the capital of France?",
          "expect_intent": None, "expect_escalate": False},
-        {"id": "m1", "channel": "whatsapp", "text": "that didn't help at all", "expect_intent": None,
+        {"id": "m1", "channel": "whatsapp", "text": "how do I reset my password", "expect_intent": None,
          "expect_escalate": True, "expect_reason": "unresolved",
          "history": [{"direction": "inbound", "body": "how do I reset my password"},
                      {"direction": "outbound", "body": "Open Sign in and choose Forgot password."}]},
