@@ -154,3 +154,19 @@ def test_written_heldout_file_is_realistic_and_large_enough():
 BITEXT_ROUTE_FLOOR = 0.80
 HINT3_ROUTE_FLOOR = 0.60
 HUMAN_RECALL_FLOOR = 0.85
+
+
+def test_fte_model_show_and_train_if_absent_use_the_installed_model(routing_model):
+    import os
+    import subprocess
+    import sys
+
+    router, data_dir = routing_model
+    env = {**os.environ, "FTE_DATA_DIR": str(data_dir)}
+    shown = subprocess.run([sys.executable, "-m", "fte.cli", "model", "show"], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["version"] == router.version
+    again = subprocess.run([sys.executable, "-m", "fte.cli", "model", "train", "--if-absent"], env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0 and "model present" in again.stdout
