@@ -218,5 +218,13 @@ def model_path(settings) -> Path:
 def load_router(settings) -> Router | None:
     """The current model, or None when none was trained (the flow then routes by rules and
     retrieval alone, and logs it)."""
+    from fte.logs import get_logger
+
     path = model_path(settings)
-    return load(path) if path.exists() else None
+    if not path.exists():
+        get_logger(__name__).warning("routing.no_model", path=str(path),
+                                     fix="fte model train (fte up trains one if absent)")
+        return None
+    router = load(path)
+    get_logger(__name__).info("routing.model_loaded", version=router.version, labels=len(router.labels))
+    return router
