@@ -1,6 +1,10 @@
 """Knowledge base: markdown articles -> chunks -> embeddings in Postgres, and hybrid search.
 
-Search fuses two rankings computed in ONE round trip per batch of queries:
+The agents search a hot in-process index (`KbIndex`: the chunk vectors as one numpy matrix
+plus a TF-IDF matrix of the chunks' words, rebuilt when the knowledge base's version
+changes); `search_many` below is the same hybrid search as one SQL query (tools, tests).
+
+The SQL search fuses two rankings computed in ONE round trip per batch of queries:
 pgvector cosine similarity on chunk embeddings, and Postgres full-text search
 (`websearch_to_tsquery` with the query's content words OR-ed, ranked by `ts_rank_cd`).
 Candidates of both rankings are fused by a calibrated blend, `score` in [0, 1] =
@@ -20,7 +24,6 @@ import math
 import re
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,7 @@ class Article:
     intents: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     source: str | None = None
+    escalate: str | None = None  # a reason: a confident match goes to a person instead
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class KbHit:
     vector_score: float
     text_score: float
     fused: float = 0.0  # reciprocal-rank-fusion value, used for ordering
+    escalate: str | None = None  # the article hands the customer to a person (reason)
 
 
 # --- articles ----------------------------------------------------------------------------
@@ -74,14 +79,37 @@ def parse_article(text: str, *, slug: str, source: str | None = None) -> Article
     if not isinstance(meta, dict):
         raise ValueError(f"{slug}: front matter must be a mapping")
     title = str(meta.get("title") or slug.replace("-", " ").capitalize()).strip()
+    intents = tuple(str(i) for i in meta.get("intents") or ())
     return Article(
         slug=slug,
         title=title,
         body=body.strip(),
-        intents=tuple(str(i) for i in meta.get("intents") or ()),
+        intents=intents,
         tags=tuple(str(t) for t in meta.get("tags") or ()),
         source=source,
+        escalate=escalate_reason(meta.get("escalate"), intents, slug),
     )
+
+
+# The reason an `escalate: true` article implies, from its intents.
+INTENT_ESCALATION = {"get_refund": "refund", "contact_human_agent": "human_requested",
+                     "complaint": "complaint"}
+
+
+def escalate_reason(value, intents: Sequence[str], slug: str) -> str | None:
+    """`escalate:` front matter: false/absent -> None; a reason name -> it; true -> the
+    reason of the article's intents (human_requested when none says)."""
+    from schema.events import EscalationReason
+
+    if value in (None, False):
+        return None
+    if value is True:
+        return next((INTENT_ESCALATION[i] for i in intents if i in INTENT_ESCALATION),
+                    "human_requested")
+    try:
+        return EscalationReason(str(value)).value
+    except ValueError as exc:
+        raise ValueError(f"{slug}: escalate: true, false or an escalation reason") from exc
 
 
 def read_articles(directory: Path) -> list[Article]:
@@ -139,7 +167,7 @@ def _hash(*parts: object) -> str:
 # --- writes ------------------------------------------------------------------------------
 def save_article(conn, *, settings=None, slug: str, title: str, body: str,
                  intents: Sequence[str] = (), tags: Sequence[str] = (), source: str | None = None,
-                 embedder: Embedder | None = None) -> int:
+                 embedder: Embedder | None = None, escalate: str | None | object = ...) -> int:
     """Create or update one article: chunk, embed changed chunks, upsert, drop stale chunks.
     Returns the number of chunks re-embedded. Runs in the caller's transaction."""
     if not SLUG.match(slug):
@@ -151,7 +179,10 @@ def save_article(conn, *, settings=None, slug: str, title: str, body: str,
     intents = sorted({i.strip() for i in intents if i and i.strip()})
     tags = sorted({t.strip() for t in tags if t and t.strip()})
     chunks = chunk_body(body)
-    hashes = [_hash(embedder.name, title, chunk, intents, tags, source) for chunk in chunks]
+    if escalate is ...:  # not given (a console edit): keep the article's current marking
+        row = conn.execute("SELECT escalate FROM knowledge_base WHERE slug = %s LIMIT 1", (slug,)).fetchone()
+        escalate = (row[0] if not isinstance(row, dict) else row["escalate"]) if row else None
+    hashes = [_hash(embedder.name, title, chunk, intents, tags, source, escalate) for chunk in chunks]
     with conn.cursor(row_factory=tuple_row) as cur:
         cur.execute("SELECT chunk_index, content_hash FROM knowledge_base WHERE slug = %s", (slug,))
         existing = dict(cur.fetchall())
@@ -161,15 +192,15 @@ def save_article(conn, *, settings=None, slug: str, title: str, body: str,
             cur.executemany(
                 """
                 INSERT INTO knowledge_base (slug, chunk_index, title, body, intents, tags, source,
-                                            content_hash, embedding)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                            content_hash, embedding, escalate)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                 ON CONFLICT (slug, chunk_index) DO UPDATE SET
                     title = EXCLUDED.title, body = EXCLUDED.body, intents = EXCLUDED.intents,
-                    tags = EXCLUDED.tags, source = EXCLUDED.source,
+                    tags = EXCLUDED.tags, source = EXCLUDED.source, escalate = EXCLUDED.escalate,
                     content_hash = EXCLUDED.content_hash, embedding = EXCLUDED.embedding,
                     updated_at = now()
                 """,
-                [(slug, i, title, chunks[i], intents, tags, source, hashes[i], v)
+                [(slug, i, title, chunks[i], intents, tags, source, hashes[i], v, escalate)
                  for i, v in zip(changed, vectors)],
             )
         cur.execute("DELETE FROM knowledge_base WHERE slug = %s AND chunk_index >= %s",
@@ -211,7 +242,7 @@ def load_directory(conn, directory: Path, *, embedder: Embedder, prune: bool = T
             continue
         report.embedded_chunks += save_article(
             conn, slug=a.slug, title=a.title, body=a.body, intents=a.intents, tags=a.tags,
-            source=a.source, embedder=embedder)
+            source=a.source, embedder=embedder, escalate=a.escalate)
     if prune:
         with conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
@@ -304,21 +335,92 @@ def search(conn, query: str, *, embedder: Embedder, k: int = 3) -> list[KbHit]:
     return search_many(conn, [query], embedder=embedder, k=k)[0]
 
 
+class KbIndex:
+    """Every chunk of the knowledge base in memory: one matrix of chunk vectors (the stored
+    embeddings) and one TF-IDF matrix over the chunks' words (the shop thesaurus applied), so
+    a batch of questions is two matrix products instead of a database query. Immutable;
+    `KnowledgeBase` swaps in a new one when the knowledge base's version changes."""
+
+    LOAD_SQL = ("SELECT id, slug, chunk_index, title, body, intents, escalate, embedding "
+                "FROM knowledge_base WHERE embedding IS NOT NULL ORDER BY id")
+
+    def __init__(self, rows: list[tuple], version: tuple | None = None):
+        import numpy as np
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.version = version
+        self.rows = rows
+        self.vectors = (np.vstack([_array(r[7]) for r in rows])
+                        if rows else np.zeros((0, 1), dtype=np.float32))
+        self.words = TfidfVectorizer(analyzer=_index_words, sublinear_tf=True)
+        self.lexical = self.words.fit_transform([f"{r[3]}\n{r[4]}" for r in rows]) if rows else None
+
+    @classmethod
+    def load(cls, conn, version: tuple | None = None) -> KbIndex:
+        with conn.cursor(row_factory=tuple_row) as cur:
+            return cls(cur.execute(cls.LOAD_SQL).fetchall(), version)
+
+    def search_many(self, queries: Sequence[str], *, embedder: Embedder, k: int = 3) -> list[list[KbHit]]:
+        """Best chunk per article, ordered by the calibrated blend of cosine and lexical score
+        (the same scale as the SQL search: VECTOR_WEIGHT * cosine + the rest * text score)."""
+        import numpy as np
+
+        if not queries:
+            return []
+        if not self.rows:
+            return [[] for _ in queries]
+        clipped = [q[:MAX_QUERY_CHARS] for q in queries]
+        sims = embedder.embed(clipped) @ self.vectors.T
+        sims = np.nan_to_num(sims, nan=0.0)
+        lex = (self.words.transform(clipped) @ self.lexical.T).toarray()
+        out = []
+        for qi in range(len(queries)):
+            text = np.minimum(1.0, lex[qi] * TEXT_SCALE)
+            score = VECTOR_WEIGHT * np.maximum(0.0, sims[qi]) + (1 - VECTOR_WEIGHT) * text
+            best: dict[str, KbHit] = {}
+            for j in np.argsort(-score)[:CANDIDATES * 2]:
+                if score[j] <= 0:
+                    break
+                r = self.rows[j]
+                if r[1] in best:
+                    continue
+                best[r[1]] = KbHit(r[0], r[1], r[2], r[3], r[4], tuple(r[5] or ()),
+                                   round(float(score[j]), 4), round(float(sims[qi][j]), 4),
+                                   round(float(text[j]), 4), 0.0, r[6])
+                if len(best) >= max(k, 5):
+                    break
+            out.append(list(best.values())[:k])
+        return out
+
+
+def _array(vector):
+    import numpy as np
+
+    return np.asarray(vector.to_numpy() if hasattr(vector, "to_numpy") else vector, dtype=np.float32)
+
+
+def _index_words(text: str) -> list[str]:
+    from flows.embeddings import tokens
+
+    return tokens(text)
+
+
 class KnowledgeBase:
-    """Thread-safe search front end for the agents: pooled connections, batched queries,
-    and a small in-memory cache of recent results. The cache is keyed by a fingerprint of
-    the table (row count, last update, last id) re-read at most every `check_s` seconds,
-    so answers follow `fte kb load` or a console edit within that time."""
+    """Thread-safe search front end for the agents over a hot in-process `KbIndex`.
+
+    The knowledge base's version (row count, last update, last id) is re-read at most every
+    `check_s` seconds; when it changed, the index is rebuilt from Postgres (a few hundred
+    chunks: milliseconds), so answers follow `fte kb load` or a console edit within that time.
+    Searching itself never touches the database."""
 
     FINGERPRINT_SQL = "SELECT count(*), max(updated_at), max(id) FROM knowledge_base"
 
     def __init__(self, database_url: str, embedder: Embedder, *, cache_size: int = 2048,
                  check_s: float = 2.0):
         self.database_url, self.embedder = database_url, embedder
-        self.cache_size, self.check_s = cache_size, check_s
+        self.check_s = check_s
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[str, int], list[KbHit]] = OrderedDict()
-        self._fingerprint: tuple | None = None
+        self._index: KbIndex | None = None
         self._checked_at = 0.0
 
     def _pool(self):
@@ -326,42 +428,37 @@ class KnowledgeBase:
 
         return pool(self.database_url)
 
-    def _refresh(self, conn) -> None:
+    @property
+    def kb_version(self) -> tuple | None:
+        return self._index.version if self._index else None
+
+    def index(self) -> KbIndex:
+        """The current index, rebuilt when the knowledge base's version changed."""
         now = time.monotonic()
         with self._lock:
-            if now - self._checked_at < self.check_s:
-                return
+            fresh = self._index is not None and now - self._checked_at < self.check_s
+            if fresh:
+                return self._index
             self._checked_at = now
-        with conn.cursor(row_factory=tuple_row) as cur:
-            fp = tuple(cur.execute(self.FINGERPRINT_SQL).fetchone())
+        with self._pool().connection() as conn:
+            with conn.cursor(row_factory=tuple_row) as cur:
+                version = tuple(cur.execute(self.FINGERPRINT_SQL).fetchone())
+            current = self._index
+            if current is None or current.version != version:
+                current = KbIndex.load(conn, version)
         with self._lock:
-            if fp != self._fingerprint:
-                self._fingerprint = fp
-                self._cache.clear()
+            self._index = current
+        return current
 
     def search_many(self, queries: Sequence[str], k: int = 3) -> list[list[KbHit]]:
-        keys = [(" ".join(q.lower().split())[:MAX_QUERY_CHARS], k) for q in queries]
-        with self._pool().connection() as conn:
-            self._refresh(conn)
-            with self._lock:
-                found = {key: self._cache[key] for key in keys if key in self._cache}
-            missing = list(dict.fromkeys(key for key in keys if key not in found))
-            if missing:
-                results = search_many(conn, [m[0] for m in missing], embedder=self.embedder, k=k)
-                with self._lock:
-                    for key, hits in zip(missing, results):
-                        found[key] = hits
-                        self._cache[key] = hits
-                        while len(self._cache) > self.cache_size:
-                            self._cache.popitem(last=False)
-        return [found[key] for key in keys]
+        return self.index().search_many(queries, embedder=self.embedder, k=k)
 
     def search(self, query: str, k: int = 3) -> list[KbHit]:
         return self.search_many([query], k)[0]
 
     def invalidate(self) -> None:
         with self._lock:
-            self._cache.clear()
+            self._index = None
             self._checked_at = 0.0
 
 

@@ -1,15 +1,17 @@
-"""Deterministic escalation policy, applied before any agent so no agent failure can skip it.
+"""Escalation policy, applied before any agent so no agent failure can skip it.
 
-The rules live in `flows/escalation_policy.yaml` (path in settings ESCALATION_POLICY_FILE):
-ordered regex rules per reason (legal, profanity, human request, refund, complaint,
-pricing), plus anger (sentiment threshold or a falling trend) and the unresolved-turns
-limit. `decide` is pure: same inputs, same decision.
+`flows/escalation_policy.yaml` (path in settings ESCALATION_POLICY_FILE) holds a short list
+of must-never-miss rules (self-harm, legal threats and violence, profanity), the learned
+route's escalation threshold, anger (sentiment threshold or a falling trend) and the
+unresolved-turns limit. Refund requests, requests for a person, complaints and pricing are
+the routing model's labels (`flows/routing.py`): `with_router` attaches the loaded model.
+`decide` is pure for a given model: same inputs, same decision.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from flows.sentiment import Trend
 from schema.events import EscalationReason
 
 PRIORITIES = ("low", "normal", "high", "urgent")
-MAX_MATCHED_CHARS = 10_000  # regexes over a bounded prefix: no pathological cost on huge bodies
+MAX_MATCHED_CHARS = 10_000
+ROUTE_PRIORITY = {"legal": "urgent", "human_requested": "high", "refund": "high",
+                  "complaint": "normal", "pricing": "normal"}  # regexes over a bounded prefix: no pathological cost on huge bodies
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class Policy:
     anger_threshold: float = -0.75
     anger_on_falling_trend: bool = True
     unresolved_turns: int = 3
+    route_escalate_min: float = 0.35
+    router: object | None = None  # flows.routing.Router; None: rules, anger and turns only
 
 
 def _compile(patterns: list[str] | None) -> tuple[re.Pattern, ...]:
@@ -80,7 +86,25 @@ def parse_policy(doc: dict) -> Policy:
         anger_threshold=float(anger.get("sentiment_below", -0.75)),
         anger_on_falling_trend=bool(anger.get("falling_trend", True)),
         unresolved_turns=int(doc.get("unresolved_turns", 3)),
+        route_escalate_min=float((doc.get("route") or {}).get("escalate_min", 0.35)),
     )
+
+
+def policy_text(msg) -> str:
+    """What the policy reads of an inbound message: subject and body."""
+    return msg.body if not msg.subject else f"{msg.subject}\n{msg.body}"
+
+
+def prime_routes(policy: Policy, texts: list[str]) -> None:
+    """Route a whole batch in one model call before deciding message by message (the
+    per-message `decide` then reads the router's cache)."""
+    if policy.router is not None and texts:
+        policy.router.route_many([(t or "")[:MAX_MATCHED_CHARS] for t in texts])
+
+
+def with_router(policy: Policy, router) -> Policy:
+    """The policy with the routing model in front of anger and the turn limit."""
+    return replace(policy, router=router)
 
 
 @lru_cache(maxsize=8)
@@ -105,7 +129,8 @@ def decide(
 ) -> PolicyDecision | None:
     """The escalation this message requires, or None to let the agent answer.
 
-    Explicit rules come first (they say *why* best), then anger, then the turn limit.
+    The must-never-miss rules come first, then anger, then the learned route's escalation
+    labels, then the turn limit.
     """
     text = (text or "")[:MAX_MATCHED_CHARS]
     for rule in policy.rules:
@@ -114,6 +139,15 @@ def decide(
             return PolicyDecision(rule.reason, f"matched {phrase!r}", rule.priority)
     if sentiment is not None and sentiment < policy.anger_threshold:
         return PolicyDecision(EscalationReason.ANGER, f"sentiment {sentiment:+.2f}", "high")
+    if policy.router is not None:
+        # The likeliest escalation label, even when an answerable intent is likelier: a
+        # missed request for a person costs more than a needless hand-over.
+        route = policy.router.route(text)
+        label, p = next(((lb, p) for lb, p in route.ranked if lb.startswith("escalate:")), (None, 0.0))
+        if label and p >= policy.route_escalate_min:
+            reason = label.split(":", 1)[1]
+            return PolicyDecision(EscalationReason(reason), f"routed {label} ({p:.2f})",
+                                  ROUTE_PRIORITY.get(reason, "normal"))
     if policy.anger_on_falling_trend and trend is not None and trend.falling:
         return PolicyDecision(
             EscalationReason.ANGER, f"sentiment falling (mean {trend.mean:+.2f})", "high"

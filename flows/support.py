@@ -159,7 +159,8 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
     import psycopg
 
     from flows.agent import build_agent
-    from flows.policy import load_policy
+    from flows.policy import load_policy, with_router
+    from flows.routing import load_router
     from schema.topics import INBOUND_BY_CHANNEL, topic_name
     from sinks.metrics_store import PostgresSink
     from sinks.support_store import SupportStages, write_dead_letters_with_progress
@@ -173,8 +174,9 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
         sla_config = load_sla_config(settings.SLA_CONFIG_FILE)
     from fte.observability import ObservedAgent, observe_stages
 
-    stages = SupportStages(settings.database_url, ObservedAgent(agent or build_agent(settings)),
-                           load_policy(settings.ESCALATION_POLICY_FILE),
+    router = load_router(settings)  # the learned routing model, loaded once at start
+    stages = SupportStages(settings.database_url, ObservedAgent(agent or build_agent(settings, router)),
+                           with_router(load_policy(settings.ESCALATION_POLICY_FILE), router),
                            reopen_hours=settings.CONVERSATION_REOPEN_HOURS,
                            concurrency=settings.AGENT_CONCURRENCY, sla_config=sla_config,
                            rate_per_s=settings.AGENT_RATE_PER_S,

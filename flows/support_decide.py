@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from flows.agent import AgentRequest, AgentResult, HistoryItem, PreviousContact
 from flows.formatting import format_reply
 from flows.policy import decide as policy_decide
+from flows.policy import policy_text, prime_routes
 from flows.rate_limit import WAIT_TEXT as RATE_LIMIT_TEXT
 from flows.support_model import (
     BatchContext,
@@ -183,6 +184,8 @@ def decide_batch(ctx: BatchContext, *, ask: Ask, policy, reopen: timedelta = tim
     active = {c: e.id for c, e in ctx.active.items()}  # customer -> escalation id
     holding_sent = {c: e.holding_ack_sent for c, e in ctx.active.items()}
     new_escalation_ids = iter(ctx.escalation_ids)
+    # Learned routing: one model call for the whole batch; `policy_decide` reads its cache.
+    prime_routes(policy, [policy_text(i.work.inbound.msg) for i in items])
     for rnd in customer_rounds(items, lambda i: i.work.customer_id):
         ask_items = []
         for item in rnd:
@@ -203,7 +206,7 @@ def decide_batch(ctx: BatchContext, *, ask: Ask, policy, reopen: timedelta = tim
                 if w.rate == "wait_notice":
                     item.outcome.reply_kind, item.outcome.reply_text = ReplyKind.HOLDING, RATE_LIMIT_TEXT
                 continue
-            d = policy_decide(msg.body if not msg.subject else f"{msg.subject}\n{msg.body}",
+            d = policy_decide(policy_text(msg),
                               sentiment=w.sentiment, trend=w.trend,
                               unresolved_turns=trailing_clarifications(item.hist), policy=policy)
             if d is not None:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "fte.commands.ingress",
     "fte.commands.sandbox",
     "fte.commands.eval",
+    "fte.commands.model",
     "fte.commands.flow",
     "fte.commands.dispatch",
     "fte.commands.relay",

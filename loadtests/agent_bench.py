@@ -74,7 +74,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     settings = get_settings()
-    agent, policy = build_agent(settings), load_policy(settings.ESCALATION_POLICY_FILE)
+    from flows.policy import with_router
+    from flows.routing import load_router
+
+    router = load_router(settings)
+    agent = build_agent(settings, router)
+    policy = with_router(load_policy(settings.ESCALATION_POLICY_FILE), router)
     texts = questions(args.n)
     handle(agent, policy, texts[:10])  # warm up connections
     run("batched", agent, policy, texts, args.batch)

@@ -43,6 +43,7 @@ SERVICES: list[tuple[str, list[str]]] = [
 SETUP_STEPS: list[tuple[str, list[str]]] = [
     ("console-password", ["console", "dev-password"]),
     ("demo-knowledge-base", ["kb", "load", str(REPO_ROOT / "flows" / "kb_demo")]),
+    ("routing-model", ["model", "train", "--if-absent"]),  # flows/routing.py; once
 ]
 
 

@@ -89,3 +89,39 @@ def test_add_edit_and_delete_an_article_reembeds_it(console_env, db):
     assert db.execute("SELECT count(*) FROM knowledge_base WHERE slug = 'gift-wrapping'").fetchone() == (0,)
     assert [r[0] for r in db.execute("SELECT action FROM console_audit WHERE actor = 'ana' ORDER BY id")] == [
         "kb_save", "kb_save", "kb_delete"]
+
+
+def test_a_lead_labels_a_wrong_answer_and_it_is_stored_for_training(console_env, db):
+    db.execute("UPDATE messages SET handled_as = 'answered', handled_at = now() "
+               "WHERE channel_message_id = 'gm-linus-1'")
+    at = open_page("knowledge")
+    at.selectbox(key="lbl_message").select("email:gm-linus-1").run()
+    at.radio(key="lbl_verdict").set_value("wrong_answer").run()
+    at.selectbox(key="lbl_slug").select("refund-policy").run()
+    at.button(key="lbl_save").click().run()
+    row = db.execute("SELECT verdict, label, slug, labelled_by FROM routing_labels "
+                     "WHERE inbound_key = 'email:gm-linus-1'").fetchone()
+    assert row[:3] == ("wrong_answer", "intent:get_refund", "refund-policy") and row[3]
+    # the training data reads it back as a lead's example
+    from flows.routing_data import lead_examples
+    from fte.commands.model import lead_labels
+
+    [example] = list(lead_examples(lead_labels(console_env["database_url"])))
+    assert example.label == "intent:get_refund" and example.source == "lead"
+
+
+def test_a_missed_escalation_needs_its_reason(console_env, db):
+    db.execute("UPDATE messages SET handled_as = 'answered', handled_at = now() "
+               "WHERE channel_message_id = 'gm-linus-1'")
+    at = open_page("knowledge")
+    at.selectbox(key="lbl_message").select("email:gm-linus-1").run()
+    at.radio(key="lbl_verdict").set_value("missed_escalation").run()
+    at.button(key="lbl_save").click().run()
+    assert any("reason" in e.value for e in at.error)
+    assert db.execute("SELECT count(*) FROM routing_labels").fetchone()[0] == 0
+
+
+def test_usage_lists_questions_most_often_without_a_confident_answer(console_env):
+    at = open_page("knowledge")
+    unsure = frame_with(at, "times")
+    assert unsure["question"].tolist() == ["do you sell gift wrapping for mattresses"]

@@ -58,3 +58,23 @@ def sandbox_state(openai_sandbox):
     state.reset()
     yield state
     state.reset()
+
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def routing_model(tmp_path_factory):
+    """The routing model trained once per session (no CV: the command's figures are not under
+    test here) and saved where `fte` finds it under a data dir of its own; yields
+    (router, data_dir)."""
+    from flows import routing
+    from flows.routing_data import load_examples
+
+    if not (SHARED_DATA / "bitext" / "bitext_dev.csv").exists():
+        pytest.skip(f"training data not found under {SHARED_DATA}")
+    data_dir = tmp_path_factory.mktemp("fte-data")
+    router = routing.train(load_examples(SHARED_DATA, REPO / "flows" / "routing_examples.yaml"),
+                           cv_folds=0)
+    routing.save(router, data_dir / "models" / "routing.joblib")
+    return router, data_dir

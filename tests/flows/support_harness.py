@@ -51,7 +51,8 @@ def channel_apis(settings):
 
 
 @pytest.fixture(scope="module")
-def flow_env(kb_database_url, kafka_bootstrap, channel_apis, tmp_path_factory) -> dict[str, str]:
+def flow_env(kb_database_url, kafka_bootstrap, channel_apis, tmp_path_factory,
+             routing_model) -> dict[str, str]:
     """Environment of a flow/dispatcher with its own topics, database and recovery dir."""
     from fte.kafka import ensure_topics
 
@@ -66,6 +67,7 @@ def flow_env(kb_database_url, kafka_bootstrap, channel_apis, tmp_path_factory) -
         "FLOW_WORKERS": os.environ.get("FTE_TEST_FLOW_WORKERS", "2"),  # 4-partition topics: 1, 2 or 4
         "DISPATCH_BREAKER_RESET_S": "1", "DISPATCH_RETRY_BASE_S": "0.2", "DISPATCH_RETRY_MAX_S": "1",
         "DISPATCH_LEASE_S": "3",
+        "FTE_DATA_DIR": str(routing_model[1]),  # the session's routing model (flows/routing.py)
     }
 
 

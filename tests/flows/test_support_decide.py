@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flows.agent import AgentResult
-from flows.policy import load_policy
+from flows.policy import load_policy, with_router
 from flows.sentiment import Trend
 from flows.support_decide import decide_batch
 from flows.support_model import ActiveEscalation, BatchContext, Conversation, Ticket
@@ -20,8 +20,9 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def policy():
-    return load_policy(Settings().ESCALATION_POLICY_FILE)
+def policy(routing_model):
+    """The production policy: the rule list, anger, then the learned route."""
+    return with_router(load_policy(Settings().ESCALATION_POLICY_FILE), routing_model[0])
 
 
 def work(customer: int, body: str, *, channel="email", n=0, at=NOW, subject=None, **kw) -> Work:

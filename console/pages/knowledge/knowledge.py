@@ -1,8 +1,9 @@
-"""Knowledge base: search, add, edit and delete articles; what answered most, what found nothing."""
+"""Knowledge base: search, add, edit and delete articles; what answered most, what found
+nothing or no confident answer; leads label how messages were handled (training data)."""
 
 import streamlit as st
 
-from console import actions, charts, data
+from console import actions, charts, data, labels
 from console.session import allowed, require_login
 
 user = require_login()
@@ -44,7 +45,7 @@ NEW = "New article…"
 if flash := st.session_state.pop("kb_flash", None):
     getattr(st, flash[0])(flash[1])
 
-articles_tab, usage_tab = st.tabs(["Articles", "Usage"])
+articles_tab, usage_tab, labels_tab = st.tabs(["Articles", "Usage", "Label answers"])
 
 with articles_tab:
     query = st.text_input("Search articles", key="kb_query", placeholder="refund, delivery, password…")
@@ -127,3 +128,46 @@ with usage_tab:
                          column_config={"created_at": st.column_config.DatetimeColumn("when", format="MMM D HH:mm"),
                                         "score": st.column_config.NumberColumn(format="%.2f"),
                                         "query": st.column_config.TextColumn(width="large")})
+
+    st.subheader("Questions most often without a confident answer")
+    unsure = labels.not_confident(days)
+    if unsure.empty:
+        st.success("Every question got a confident answer in this range.")
+    else:
+        st.dataframe(unsure, hide_index=True, width="stretch",
+                     column_config={"last_seen": st.column_config.DatetimeColumn("last", format="MMM D HH:mm"),
+                                    "question": st.column_config.TextColumn(width="large")})
+
+with labels_tab:
+    st.caption("Mark how a message was handled; labels join the training data on the next "
+               "`fte model train`, which compares the new model with the current one on them.")
+    handled = labels.recent_handled()
+    if handled.empty:
+        st.info("No handled messages in the last 7 days.")
+    else:
+        st.dataframe(handled.drop(columns=["inbound_key"]), hide_index=True, width="stretch",
+                     column_config={"text": st.column_config.TextColumn(width="large")})
+        keys = handled["inbound_key"].tolist()
+        picked = st.selectbox("Message", keys, key="lbl_message", format_func=lambda k: " ".join(
+            str(handled.loc[handled["inbound_key"] == k, "text"].iloc[0]).split())[:90])
+        row = handled[handled["inbound_key"] == picked].iloc[0].to_dict()
+        verdict = st.radio("Verdict", list(labels.VERDICTS), key="lbl_verdict", horizontal=True,
+                           format_func=labels.VERDICTS.get)
+        arts = labels.articles()
+        slug = reason = None
+        if verdict in ("wrong_answer", "needless_escalation", "right"):
+            choices = ["(none: out of scope)", *arts["slug"].tolist()]
+            chosen = st.selectbox("The article that answers it", choices, key="lbl_slug")
+            slug = None if chosen == choices[0] else chosen
+        if verdict in ("missed_escalation", "right"):
+            reason = st.selectbox("Escalation reason", ["", *labels.REASONS], key="lbl_reason") or None
+        if st.button("Save label", key="lbl_save", type="primary"):
+            try:
+                labels.save_label(user, row, verdict, slug=slug, reason=reason)
+                st.success("Label saved.")
+            except ValueError as exc:
+                st.error(str(exc))
+    stored = labels.labels()
+    st.subheader(f"Labels stored ({len(stored)})")
+    if not stored.empty:
+        st.dataframe(stored, hide_index=True, width="stretch")
