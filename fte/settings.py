@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # message timeout, so a refused message is never delivered later behind our back).
     INGRESS_PUBLISH_TIMEOUT_S: float = 5.0
     INGRESS_DB_POOL_SIZE: int = 10
+    # Run the WhatsApp inbox relay and the Gmail watch/poll in this ingress process.
+    INGRESS_BACKGROUND: bool = True
     # Local server speaking the Gmail (and Twilio, OpenAI) HTTP APIs: `fte sandbox`.
     SANDBOX_PORT: int = 8025
 
@@ -80,6 +82,7 @@ class Settings(BaseSettings):
     # Safety bound of one resync (after an expired history id or a reset mailbox); the
     # resync pages through messages.list back to the last message already processed.
     GMAIL_RESYNC_MAX_MESSAGES: int = 10_000
+    GMAIL_INITIAL_SYNC_MESSAGES: int = 50  # no cursor at all (first start): the newest N
     # users.watch: Pub/Sub topic ("projects/P/topics/T"); renewed every GMAIL_WATCH_RENEW_S
     # (Gmail expires a watch after 7 days). Unset: no watch is requested.
     GMAIL_PUBSUB_TOPIC: str | None = None

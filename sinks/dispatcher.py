@@ -335,8 +335,7 @@ class Dispatcher:
                 "ticket_id": row["ticket_id"], "inbound_key": f"delivery:{row['inbound_key']}",
                 "channel": "whatsapp", "detail": reason})
             if row["ticket_id"]:
-                conn.execute(q.TICKET_ESCALATED, {"ticket_id": row["ticket_id"],
-                                                  "undo_first_response": False})
+                conn.execute(q.TICKET_ESCALATED, {"ticket_id": row["ticket_id"]})
             self._update(conn, q.MARK_FAILED, row, error=reason)
         log.warning("dispatcher.escalated", outbox_id=row["id"], reason=reason)
         self._event(SupportEventKind.FAILED, row, reason)

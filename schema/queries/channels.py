@@ -111,9 +111,7 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 TICKET_ESCALATED = """
-UPDATE tickets SET status = 'escalated', updated_at = now(),
-       first_response_at = CASE WHEN %(undo_first_response)s THEN NULL ELSE first_response_at END
-WHERE id = %(ticket_id)s
+UPDATE tickets SET status = 'escalated', updated_at = now() WHERE id = %(ticket_id)s
 """
 
 # --- WhatsApp inbox -------------------------------------------------------------------------------
@@ -150,6 +148,10 @@ ON CONFLICT (channel, account) DO UPDATE
    SET last_push_at = CASE WHEN %(push)s THEN now() ELSE channel_watches.last_push_at END,
        last_poll_at = CASE WHEN %(push)s THEN channel_watches.last_poll_at ELSE now() END,
        mailbox_history_id = %(history_id)s
+"""
+WATCH_MAILBOX_ID = """
+INSERT INTO channel_watches (channel, account, mailbox_history_id) VALUES ('email', %(account)s, %(history_id)s)
+ON CONFLICT (channel, account) DO UPDATE SET mailbox_history_id = EXCLUDED.mailbox_history_id
 """
 WATCH_NOTE = """
 INSERT INTO channel_watches (channel, account, note, note_at) VALUES ('email', %(account)s, %(note)s, now())
