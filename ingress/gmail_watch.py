@@ -23,6 +23,7 @@ from psycopg_pool import PoolTimeout
 
 from fte.logs import get_logger
 from ingress.gmail_sync import mailbox_history_id
+from ingress.intake_health import raise_alerts
 from ingress.routes.gmail import GmailUnavailable, gmail_service, load_cursor, store_cursor, sync_mailbox
 from schema.queries import channels as q
 
@@ -86,19 +87,23 @@ async def check_once(services, now: datetime | None = None) -> str:
 
 
 async def run_gmail_watch(services, stop: asyncio.Event) -> None:
+    """Every GMAIL_SYNC_CHECK_S: the watch and the fallback poll, then the intake alerts."""
     settings = services.settings
-    if not (settings.GMAIL_DISCOVERY_URL or settings.GMAIL_CREDENTIALS_FILE):
+    gmail = bool(settings.GMAIL_DISCOVERY_URL or settings.GMAIL_CREDENTIALS_FILE)
+    if not gmail:
         log.info("gmail.watch_disabled", reason="no Gmail API configured")
-        return
     while not stop.is_set():
         try:
             async with services.db.connection() as conn, conn.transaction():
                 locked = await (await conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok",
                                                    (LOCK_KEY,))).fetchone()
                 if locked["ok"]:
-                    await check_once(services)
-        except (GmailUnavailable, HttpError, HttpLib2Error, OSError) as exc:
-            log.warning("gmail.watch_check_failed", error=type(exc).__name__)
+                    if gmail:
+                        try:
+                            await check_once(services)
+                        except (GmailUnavailable, HttpError, HttpLib2Error, OSError) as exc:
+                            log.warning("gmail.watch_check_failed", error=type(exc).__name__)
+                    await raise_alerts(services)
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("gmail.watch_check_failed", error=type(exc).__name__)
         with contextlib.suppress(TimeoutError):
