@@ -309,11 +309,11 @@ def list_messages(user_id: str, request: Request, maxResults: int = Query(100, g
     with sandbox._lock:
         arrive = sandbox.deliver_during_list > 0
         sandbox.deliver_during_list -= 1 if arrive else 0
-    if arrive:
+    found = sorted(box.messages.values(), key=lambda m: m.history_id, reverse=True)
+    if arrive:  # after the listing was taken, before the answer: not in this page
         late = Delivery(**{"from": "late.customer@example.com", "subject": "Arrived during the resync",
                            "text": "This mail arrived while the mailbox was being listed."})
         sandbox.add(box, build_raw(late, box.address), late.labelIds)
-    found = sorted(box.messages.values(), key=lambda m: m.history_id, reverse=True)
     for label in labelIds or []:
         found = [m for m in found if label in m.label_ids]
     for term in (q or "").split():
