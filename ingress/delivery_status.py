@@ -1,6 +1,6 @@
 """Twilio delivery status per outbox part, and what a failed delivery means.
 
-Statuses only move forward (callbacks can arrive out of order). `sent`/`delivered`/`read`
+Statuses only move forward (callbacks can arrive out of order). `delivered`/`read`
 of an agent or human reply make it the ticket's first response (the dispatcher leaves that
 to the callback when callbacks are on); `failed`/`undelivered` (e.g. 63016, outside the
 24-hour session window) escalate to a person with the provider's reason instead.
@@ -16,7 +16,7 @@ log = get_logger(__name__)
 
 RANK = {"accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3, "delivered": 4,
         "read": 5, "failed": 9, "undelivered": 9, "canceled": 9}
-DELIVERED = {"sent", "delivered", "read"}
+DELIVERED = {"delivered", "read"}  # "sent" reached WhatsApp, not the customer
 FAILED = {"failed", "undelivered"}
 
 

@@ -102,7 +102,7 @@ def _status_callbacks(sandbox: TwilioSandbox, url: str, message: dict, error_cod
     import httpx
     from twilio.request_validator import RequestValidator
 
-    statuses = ["queued", "sent", "failed"] if error_code else ["queued", "sent", "delivered", "read"]
+    statuses = ["queued", "failed"] if error_code else ["queued", "sent", "delivered", "read"]
     validator = RequestValidator(sandbox.auth_token)
     for status in statuses:
         form = {"MessageSid": message["sid"], "SmsSid": message["sid"], "AccountSid": sandbox.account_sid,
