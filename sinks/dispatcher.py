@@ -23,9 +23,9 @@ Web answers are also emailed, with the ticket page link, when the ticket's email
 
 Failures: retried with exponential backoff (status 'parked', next_attempt_at), never dropped;
 a request the API rejects as invalid (4xx) is marked 'failed'; a reply that cannot even be
-built (CR/LF in a header, a bad recipient) is 'failed' without touching the breaker. A circuit breaker per channel
-opens after N consecutive failures; while open nothing is claimed for that channel, and after
-the reset time one row is tried as a probe (half-open).
+built (CR/LF in a header, a bad recipient) is 'failed' without touching the breaker.
+A circuit breaker per channel opens after N consecutive failures; while open nothing is
+claimed for that channel, and after the reset time one row is tried as a probe (half-open).
 """
 
 from __future__ import annotations

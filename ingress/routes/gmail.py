@@ -3,9 +3,10 @@
 The push only says "mailbox X changed up to historyId H"; the messages are read through
 the Gmail API from the stored cursor (`sync_mailbox`, shared with the fallback poll in
 `ingress/gmail_watch.py`). A push behind the cursor whose mailbox is behind it too means a
-different mailbox (or one whose history restarted): resync, and say so (log, /health, alert). 2xx goes back only when every new message is on
-Kafka, so a failure makes Pub/Sub redeliver and the retry re-reads from the same cursor
-(messages already published are recognised by their Gmail id).
+different mailbox (or one whose history restarted): resync, and say so (log, /health, alert).
+2xx goes back only when every new message is on Kafka, so a failure makes Pub/Sub
+redeliver and the retry re-reads from the same cursor (messages already published are
+recognised by their Gmail id).
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ async def sync_mailbox(services: Services, mailbox: str, *, pushed_history_id: i
                 await note_anomaly(services, mailbox, f"mailbox history id {current} is behind the "
                                    f"stored cursor {cursor}: not the mailbox the cursor belongs "
                                    "to; resynced", cursor=cursor, mailbox_history_id=current)
-            limit = settings.GMAIL_RESYNC_MAX_MESSAGES if cursor is not None else settings.GMAIL_INITIAL_SYNC_MESSAGES
+            limit = (settings.GMAIL_RESYNC_MAX_MESSAGES if cursor is not None
+                     else settings.GMAIL_INITIAL_SYNC_MESSAGES)
             fetched = await run_in_threadpool(_fetch, services, mailbox, cursor, limit, force)
         except (HttpError, HttpLib2Error, OSError) as exc:
             log.warning("gmail.api_error", error=type(exc).__name__, source=source)
