@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
 import secrets
 import threading
 import time
@@ -97,30 +98,53 @@ def _authorize(request: Request, sid: str) -> TwilioSandbox:
     return sandbox
 
 
-def _status_callbacks(sandbox: TwilioSandbox, url: str, message: dict, error_code: int | None) -> None:
-    """Twilio's callbacks for one message, signed with the auth token (a thread per message)."""
-    import httpx
-    from twilio.request_validator import RequestValidator
+class StatusCallbacks:
+    """Twilio's status callbacks, posted in order by one worker thread with one HTTP client
+    (a thread and a client per message would slow the server under load)."""
 
-    statuses = ["queued", "failed"] if error_code else ["queued", "sent", "delivered", "read"]
-    validator = RequestValidator(sandbox.auth_token)
-    for status in statuses:
-        form = {"MessageSid": message["sid"], "SmsSid": message["sid"], "AccountSid": sandbox.account_sid,
-                "From": message["from"], "To": message["to"], "MessageStatus": status,
-                "SmsStatus": status, "ApiVersion": "2010-04-01", "ChannelPrefix": "whatsapp"}
-        if status == "failed":
-            form.update(ErrorCode=str(error_code),
-                        ErrorMessage="Message failed to send because more than 24 hours have passed "
-                                     "since the customer last replied" if error_code == 63016 else "failed")
-        with sandbox._lock:
-            message["status"] = status
+    def __init__(self, sandbox: TwilioSandbox):
+        self.sandbox = sandbox
+        self.queue: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, url: str, message: dict, error_code: int | None) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="twilio-callbacks", daemon=True)
+            self.thread.start()
+        self.queue.put((url, message, error_code))
+
+    def _run(self) -> None:
+        import httpx
+        from twilio.request_validator import RequestValidator
+
+        validator = RequestValidator(self.sandbox.auth_token)
+        with httpx.Client(timeout=10) as client:
+            while True:
+                url, message, error_code = self.queue.get()
+                for form in self._forms(message, error_code):
+                    try:
+                        client.post(url, data=form,
+                                    headers={"X-Twilio-Signature": validator.compute_signature(url, form)})
+                    except httpx.HTTPError:
+                        break  # Twilio does not retry status callbacks either
+
+    def _forms(self, message: dict, error_code: int | None):
+        sandbox = self.sandbox
+        statuses = ["queued", "failed"] if error_code else ["queued", "sent", "delivered", "read"]
+        for status in statuses:
+            form = {"MessageSid": message["sid"], "SmsSid": message["sid"],
+                    "AccountSid": sandbox.account_sid, "From": message["from"], "To": message["to"],
+                    "MessageStatus": status, "SmsStatus": status, "ApiVersion": "2010-04-01",
+                    "ChannelPrefix": "whatsapp"}
             if status == "failed":
-                message["error_code"] = error_code
-        try:
-            httpx.post(url, data=form, timeout=10,
-                       headers={"X-Twilio-Signature": validator.compute_signature(url, form)})
-        except httpx.HTTPError:
-            pass  # Twilio does not retry status callbacks either
+                form.update(ErrorCode=str(error_code), ErrorMessage=(
+                    "Message failed to send because more than 24 hours have passed since the "
+                    "customer last replied" if error_code == 63016 else "failed"))
+            with sandbox._lock:
+                message["status"] = status
+                if status == "failed":
+                    message["error_code"] = error_code
+            yield form
 
 
 @router.post("/2010-04-01/Accounts/{sid}/Messages.json", status_code=201, tags=["twilio"])
@@ -147,8 +171,7 @@ def create_message(sid: str, request: Request, To: str = Form(...), From: str = 
     message = sandbox.record(To, From, Body)
     error_code = sandbox.delivery_error if sandbox.take("delivery_error_count") else None
     if StatusCallback:
-        threading.Thread(target=_status_callbacks, args=(sandbox, StatusCallback, message, error_code),
-                         daemon=True).start()
+        request.app.state.twilio_callbacks.submit(StatusCallback, message, error_code)
     if sandbox.take("accept_then_fail"):
         raise HTTPException(503, "injected fault after the message was accepted")
     if sandbox.delay_s:
@@ -219,4 +242,5 @@ def reset(request: Request) -> dict:
 def install(app, settings) -> None:
     app.state.twilio_sandbox = TwilioSandbox(settings.TWILIO_ACCOUNT_SID,
                                              settings.TWILIO_AUTH_TOKEN.get_secret_value())
+    app.state.twilio_callbacks = StatusCallbacks(app.state.twilio_sandbox)
     app.include_router(router)

@@ -153,7 +153,7 @@ def query(database_url: str, sql: str, params=()) -> list[dict]:
 
 
 def sandbox_get(base: str, path: str, **params) -> dict:
-    return httpx.get(f"{base}{path}", params=params, timeout=10).json()
+    return httpx.get(f"{base}{path}", params=params, timeout=60).json()  # decoding all sent mail: slow when busy
 
 
 def whatsapp_sent(base: str, phone: str) -> list[dict]:
