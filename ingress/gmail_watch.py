@@ -41,12 +41,15 @@ def watch_due(state: dict | None, now: datetime, renew_s: float) -> bool:
 
 
 def poll_due(state: dict | None, now: datetime, cursor: int | None, mailbox_id: int,
-             fallback_s: float) -> bool:
-    """Poll when the mailbox is ahead of the cursor and no push came for `fallback_s`."""
-    if cursor is not None and mailbox_id <= cursor:
+             fallback_s: float, cursor_at: datetime | None = None) -> bool:
+    """Poll when the mailbox is ahead of the cursor and neither a push nor a sync happened
+    for `fallback_s` (a fresh cursor counts as a sync: its mail may still be pushed)."""
+    if cursor is None or mailbox_id <= cursor:
         return False
-    last_push = (state or {}).get("last_push_at")
-    return last_push is None or now - last_push >= timedelta(seconds=fallback_s)
+    state = state or {}
+    last = max([t for t in (state.get("last_push_at"), state.get("last_poll_at"), cursor_at) if t],
+               default=None)
+    return last is None or now - last >= timedelta(seconds=fallback_s)
 
 
 def _watch(services, topic: str) -> dict:
@@ -76,9 +79,16 @@ async def check_once(services, now: datetime | None = None) -> str:
             did.append("watch")
         current = await run_in_threadpool(mailbox_history_id, gmail_service(services))
         cursor = await load_cursor(services, mailbox)
+        if cursor is None:  # first start without a watch: read mail from now on
+            await store_cursor(services, mailbox, current)
+            cursor = current
+            did.append("cursor")
+        async with services.db.connection() as conn:
+            row = await (await conn.execute(q.CURSOR, {"account": mailbox})).fetchone()
+        cursor_at = row["updated_at"] if row else None
     async with services.db.connection() as conn:
         await conn.execute(q.WATCH_MAILBOX_ID, {"account": mailbox, "history_id": current})
-    if poll_due(state, now, cursor, current, settings.GMAIL_FALLBACK_POLL_S):
+    if poll_due(state, now, cursor, current, settings.GMAIL_FALLBACK_POLL_S, cursor_at):
         published = await sync_mailbox(services, mailbox, source="poll")
         log.info("gmail.fallback_poll", mailbox=mailbox, published=published, cursor=cursor,
                  mailbox_history_id=current)

@@ -24,7 +24,9 @@ def test_poll_only_when_the_mailbox_is_ahead_and_no_push_came_lately():
     assert not poll_due(pushed, NOW, cursor=1005, mailbox_id=1005, fallback_s=300)
     assert not poll_due(pushed, NOW, cursor=1000, mailbox_id=1005, fallback_s=300)
     assert poll_due({"last_push_at": NOW - timedelta(minutes=6)}, NOW, 1000, 1005, 300)
-    assert poll_due(None, NOW, None, 1000, 300)
+    assert poll_due(None, NOW, 1000, 1005, 300, cursor_at=NOW - timedelta(minutes=6))
+    assert not poll_due(None, NOW, 1000, 1005, 300, cursor_at=NOW - timedelta(seconds=30))
+    assert not poll_due(None, NOW, None, 1000, 300)  # no cursor: initialised, not polled
 
 
 def snap(**kw) -> Snapshot:
