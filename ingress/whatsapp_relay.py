@@ -25,30 +25,45 @@ from schema.topics import WHATSAPP_INBOUND, topic_name
 log = get_logger(__name__)
 
 BATCH = 100
+CONCURRENCY = 4  # publishes in flight (each holds a pool connection until its ack)
 
 
 async def relay_once(services) -> int:
-    """Publish a batch of pending rows; returns how many were relayed."""
+    """Publish a batch of pending rows; returns how many were relayed.
+
+    Rows are published CONCURRENCY at a time (each waits for its own Kafka ack on its own
+    pool connection), so a batch costs a few ack round trips rather than one per row.
+    """
     settings = services.settings
     async with services.db.connection() as conn, conn.transaction():
         rows = await (await conn.execute(q.INBOX_CLAIM, {"limit": BATCH})).fetchall()
         done: list[str] = []
-        try:
-            for row in rows:
-                form = row["form"]
-                try:
-                    event = whatsapp_event(form, default_region=settings.DEFAULT_PHONE_REGION,
-                                           received_at=row["received_at"])
-                except ValueError as exc:  # accepted then unreadable (e.g. a rule changed)
-                    await dead_letter(services, row["message_sid"], repr(form).encode(), str(exc))
-                    done.append(row["message_sid"])
-                    continue
-                await publish_once(services, event)
+        events = []
+        for row in rows:
+            try:
+                events.append(whatsapp_event(row["form"], default_region=settings.DEFAULT_PHONE_REGION,
+                                             received_at=row["received_at"]))
+            except ValueError as exc:  # accepted then unreadable (e.g. a rule changed)
+                await dead_letter(services, row["message_sid"], repr(row["form"]).encode(), str(exc))
                 done.append(row["message_sid"])
-        except KafkaUnavailable as exc:
-            pending = [r["message_sid"] for r in rows if r["message_sid"] not in done]
-            await conn.execute(q.INBOX_RELAY_FAILED, (str(exc)[:500], pending))
-            log.warning("whatsapp.relay_waiting", pending=len(pending), error=str(exc))
+        failure: Exception | None = None
+        for start in range(0, len(events), CONCURRENCY):
+            chunk = events[start:start + CONCURRENCY]
+            results = await asyncio.gather(*(publish_once(services, e) for e in chunk),
+                                           return_exceptions=True)
+            for event, result in zip(chunk, results):
+                if isinstance(result, KafkaUnavailable):
+                    failure = result
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    done.append(event.channel_message_id)
+            if failure is not None:
+                break
+        if failure is not None:
+            pending = [r["message_sid"] for r in rows if r["message_sid"] not in set(done)]
+            await conn.execute(q.INBOX_RELAY_FAILED, (str(failure)[:500], pending))
+            log.warning("whatsapp.relay_waiting", pending=len(pending), error=str(failure))
         if done:
             await conn.execute(q.INBOX_RELAYED, (done,))
     return len(done)
