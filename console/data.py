@@ -319,6 +319,16 @@ def breakers() -> pd.DataFrame:
     return frame(q.BREAKERS)
 
 
+@st.cache_data(ttl=READ_TTL_S, show_spinner=False)
+def intake() -> dict[str, dict]:
+    """Per channel: is intake ok (messages arriving or nothing due), last message, last
+    push/webhook, Gmail cursor against the mailbox and the watch expiry (fte/intake.py)."""
+    from fte.intake import read_intake_sync
+
+    with connection() as conn:
+        return read_intake_sync(conn, settings())
+
+
 def recent_audit(limit: int = 20) -> pd.DataFrame:
     return frame(q.RECENT_AUDIT, limit=limit)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 import google.auth.credentials
+import httplib2
+from google_auth_httplib2 import AuthorizedHttp
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 from googleapiclient.discovery import build
@@ -33,11 +35,15 @@ def gmail_credentials(settings: Settings) -> google.auth.credentials.Credentials
     return user_credentials.Credentials.from_authorized_user_info(info, scopes=SCOPES)
 
 
-def build_gmail_service(settings: Settings):
-    """A `gmail v1` Resource. Not thread-safe (httplib2): one per thread or behind a lock."""
-    credentials = gmail_credentials(settings)
+def build_gmail_service(settings: Settings, *, timeout: float | None = 30.0):
+    """A `gmail v1` Resource. Not thread-safe (httplib2): one per thread or behind a lock.
+
+    `timeout` bounds every API call (socket timeout); the dispatcher passes its
+    DISPATCH_CLIENT_TIMEOUT_S so a send always ends inside its lease.
+    """
+    http = AuthorizedHttp(gmail_credentials(settings), http=httplib2.Http(timeout=timeout))
     if settings.GMAIL_DISCOVERY_URL:
-        return build("gmail", "v1", credentials=credentials, cache_discovery=False,
+        return build("gmail", "v1", http=http, cache_discovery=False,
                      static_discovery=False, discoveryServiceUrl=settings.GMAIL_DISCOVERY_URL,
                      num_retries=2)
-    return build("gmail", "v1", credentials=credentials, cache_discovery=False, num_retries=2)
+    return build("gmail", "v1", http=http, cache_discovery=False, num_retries=2)

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # message timeout, so a refused message is never delivered later behind our back).
     INGRESS_PUBLISH_TIMEOUT_S: float = 5.0
     INGRESS_DB_POOL_SIZE: int = 10
+    # Run the WhatsApp inbox relay and the Gmail watch/poll in this ingress process.
+    INGRESS_BACKGROUND: bool = True
     # Local server speaking the Gmail (and Twilio, OpenAI) HTTP APIs: `fte sandbox`.
     SANDBOX_PORT: int = 8025
 
@@ -60,6 +62,14 @@ class Settings(BaseSettings):
     TWILIO_WHATSAPP_FROM: str = "whatsapp:+14155238886"
     # Base URL of the Twilio REST API; set only to point the SDK at a local server.
     TWILIO_API_BASE: str | None = None
+    # Delivery status callbacks (signed) come to PUBLIC_BASE_URL/webhooks/whatsapp/status.
+    TWILIO_STATUS_CALLBACKS: bool = True
+    # Outside WhatsApp's 24-hour session window only an approved template may be sent:
+    # its ContentSid (variable {{1}} = ticket link). Unset: the reply goes to the customer's
+    # other verified channel (email), or escalates when there is none.
+    TWILIO_TEMPLATE_CONTENT_SID: str | None = None
+    WHATSAPP_SESSION_HOURS: float = 24.0
+    WHATSAPP_RELAY_POLL_S: float = 1.0  # inbox -> Kafka relay sweep (NOTIFY wakes it sooner)
 
     # --- Gmail -------------------------------------------------------------------------
     GMAIL_MAILBOX: str = "support@example.com"
@@ -69,7 +79,20 @@ class Settings(BaseSettings):
     GMAIL_PUSH_SERVICE_ACCOUNT: str | None = None  # expected `email` claim of that token
     GMAIL_PUSH_CERTS_URL: str | None = None  # override Google's certs (tests only)
     GMAIL_PUSH_VERIFICATION_TOKEN: SecretStr | None = None  # shared token, development only
-    GMAIL_RESYNC_MAX_MESSAGES: int = 50
+    # Safety bound of one resync (after an expired history id or a reset mailbox); the
+    # resync pages through messages.list back to the last message already processed.
+    GMAIL_RESYNC_MAX_MESSAGES: int = 10_000
+    GMAIL_INITIAL_SYNC_MESSAGES: int = 50  # no cursor at all (first start): the newest N
+    # users.watch: Pub/Sub topic ("projects/P/topics/T"); renewed every GMAIL_WATCH_RENEW_S
+    # (Gmail expires a watch after 7 days). Unset: no watch is requested.
+    GMAIL_PUBSUB_TOPIC: str | None = None
+    GMAIL_WATCH_RENEW_S: float = 24 * 3600.0
+    # No push for this long while the mailbox has new history: poll history.list instead.
+    GMAIL_FALLBACK_POLL_S: float = 300.0
+    GMAIL_SYNC_CHECK_S: float = 30.0  # how often the ingress checks the watch and the mailbox
+    # Local channel API server: where it keeps its mailboxes across restarts (development
+    # default FTE_DATA_DIR/sandbox; elsewhere only when set).
+    SANDBOX_STATE_DIR: Path | None = None
 
     # --- agent -------------------------------------------------------------------------
     OPENAI_API_KEY: SecretStr | None = None
@@ -101,6 +124,9 @@ class Settings(BaseSettings):
     DISPATCH_RETRY_BASE_S: float = 1.0
     DISPATCH_RETRY_MAX_S: float = 60.0
     DISPATCH_LEASE_S: float = 30.0
+    # Each channel API call's timeout; the lease is renewed before every part, so one
+    # call (and the in-doubt lookup) must fit well inside it (validated below).
+    DISPATCH_CLIENT_TIMEOUT_S: float = 10.0
 
     # --- SLA, business hours, alerts ----------------------------------------------------
     SLA_CONFIG_FILE: Path = REPO_ROOT / "flows" / "sla.yaml"
@@ -138,6 +164,14 @@ class Settings(BaseSettings):
     TICKET_QUIET_HOURS: float = 48.0  # an answered ticket closes after this long quiet
 
     @model_validator(mode="after")
+    def _client_timeout_inside_lease(self) -> Settings:
+        if not 0 < self.DISPATCH_CLIENT_TIMEOUT_S * 2 < self.DISPATCH_LEASE_S:
+            raise ValueError("DISPATCH_CLIENT_TIMEOUT_S must be positive and under half of "
+                             f"DISPATCH_LEASE_S ({self.DISPATCH_LEASE_S} s): a send must finish "
+                             "inside its lease or another dispatcher may send it again")
+        return self
+
+    @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.ENVIRONMENT == "production":
             if self.TWILIO_AUTH_TOKEN.get_secret_value() == "dev-twilio-auth-token":
@@ -168,6 +202,12 @@ class Settings(BaseSettings):
         return self.DATABASE_URL or (
             f"postgresql://postgres@127.0.0.1:{self.FTE_PG_PORT}/{self.FTE_PG_DATABASE}"
         )
+
+    @property
+    def sandbox_state_dir(self) -> Path | None:
+        if self.SANDBOX_STATE_DIR is not None:
+            return self.SANDBOX_STATE_DIR
+        return self.FTE_DATA_DIR / "sandbox" if self.ENVIRONMENT == "development" else None
 
     @property
     def recovery_dir(self) -> Path:

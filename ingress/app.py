@@ -14,6 +14,7 @@ from psycopg_pool import PoolTimeout
 
 from fte.logs import get_logger
 from fte.settings import Settings
+from ingress.background import background
 from ingress.deps import RateLimits, Services, open_pool
 from ingress.publisher import KafkaUnavailable, Publisher
 from ingress.routes import conversations, customers, gmail, health, metrics, support, verify, whatsapp
@@ -57,7 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             limits=RateLimits(settings.RATE_LIMIT_PER_IP, settings.RATE_LIMIT_PER_IDENTITY))
         log.info("ingress.started", kafka=settings.kafka_bootstrap, topic_prefix=settings.TOPIC_PREFIX)
         try:
-            yield
+            async with background(app.state.services):  # WhatsApp relay, Gmail watch
+                yield
         finally:
             publisher.close()
             await pool.close()

@@ -21,7 +21,7 @@ OPTIONAL_MODULES = ("sandbox.twilio", "sandbox.openai")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(title="fte sandbox: local channel APIs", version="1.0")
-    gmail.install(app, settings.GMAIL_MAILBOX)
+    gmail.install(app, settings.GMAIL_MAILBOX, settings.sandbox_state_dir)
     for name in OPTIONAL_MODULES:
         if importlib.util.find_spec(name) is None:
             continue

@@ -4,12 +4,21 @@ google-api-python-client reads the discovery document served here (Google's own 
 document with its root URL pointed at this server) and then calls the real paths:
 users.getProfile, users.watch/stop, users.history.list, users.messages.list/get/send
 (messages.list understands labelIds and the `rfc822msgid:` search term).
-One in-memory mailbox per address; historyIds grow as mail arrives or is sent.
+One mailbox per address; historyIds grow as mail arrives or is sent. With a state directory
+(SANDBOX_STATE_DIR; FTE_DATA_DIR/sandbox in development) the mailboxes are kept in
+`gmail-mailboxes.json` there, so a restart behaves like Gmail (history ids carry on).
+
+Pub/Sub: while a mailbox is watched (users.watch) and a push endpoint is set, each inbound
+mail is pushed there as Pub/Sub's envelope {message: {data: base64 {emailAddress, historyId}}}.
 
 Test/demo helpers (not part of the Gmail API), under /_sandbox/gmail/:
   POST deliver   {raw (base64url RFC 822) | from,subject,text[,html,in_reply_to]} -> {id, threadId, historyId}
   GET  sent      mail sent through users.messages.send (decoded)
-  POST faults    {"status": 503, "count": N}: the next N Gmail API calls fail with it
+  GET  watch     the mailbox's watch (topicName, expiration) or null
+  POST pubsub    {"push_endpoint": url, "silent": bool}: where pushes go; silent drops them
+  POST faults    {"status": 503, "count": N}: the next N Gmail API calls fail with it;
+                 {"deliver_during_list": N}: the next N messages.list calls see a new mail
+                 arrive just before they answer (mail arriving during a resync)
   POST expire-history  history before the current point is gone (history.list -> 404)
   POST reset     empty every mailbox
 """
@@ -71,12 +80,61 @@ class Mailbox:
 class GmailSandbox:
     """The mailboxes and the fault switches; thread-safe."""
 
-    def __init__(self):
-        self._lock = threading.Lock()
+    def __init__(self, state_file: Path | None = None):
+        self._lock = threading.RLock()
         self.mailboxes: dict[str, Mailbox] = {}
         self.fail_status = 503
         self.fail_remaining = 0
+        self.deliver_during_list = 0
         self.calls = 0
+        self.push_endpoint: str | None = None
+        self.silent = False
+        self.state_file = state_file
+        self.load()
+
+    # --- persistence (a development restart keeps the mailbox, like Gmail) ---------------
+    def load(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        data = json.loads(self.state_file.read_text())
+        for box in data["mailboxes"]:
+            messages = {m["id"]: StoredMessage(**{**m, "raw": unb64url(m["raw"])}) for m in box["messages"]}
+            self.mailboxes[box["address"].lower()] = Mailbox(
+                box["address"], box["history_id"], box["oldest_history_id"], messages,
+                box["history"], box["watch"])
+
+    def save(self) -> None:
+        if self.state_file is None:
+            return
+        with self._lock:
+            data = {"mailboxes": [{
+                "address": b.address, "history_id": b.history_id,
+                "oldest_history_id": b.oldest_history_id, "history": b.history, "watch": b.watch,
+                "messages": [{**m.__dict__, "raw": b64url(m.raw)} for m in b.messages.values()],
+            } for b in self.mailboxes.values()]}
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data))
+            tmp.replace(self.state_file)  # atomic: a crash leaves the old file or the new one
+
+    def push(self, box: Mailbox, history_id: int) -> None:
+        """Pub/Sub's push of a watched mailbox's change (in a thread, like a subscription)."""
+        if box.watch is None or not self.push_endpoint or self.silent:
+            return
+        data = json.dumps({"emailAddress": box.address, "historyId": history_id}).encode()
+        envelope = {"message": {"data": base64.b64encode(data).decode(), "messageId": uuid.uuid4().hex,
+                                "publishTime": datetime.now(UTC).isoformat()},
+                    "subscription": "projects/sandbox/subscriptions/gmail-push"}
+        endpoint = self.push_endpoint
+
+        def post() -> None:
+            import httpx
+
+            try:
+                httpx.post(endpoint, json=envelope, timeout=30)
+            except httpx.HTTPError:
+                pass  # Pub/Sub would retry; the ingress's fallback poll covers it here
+        threading.Thread(target=post, daemon=True).start()
 
     def mailbox(self, address: str) -> Mailbox:
         key = address.lower()
@@ -106,7 +164,10 @@ class GmailSandbox:
                 {"id": stored.id, "threadId": thread_id}],
                 "messagesAdded": [{"message": {"id": stored.id, "threadId": thread_id,
                                                "labelIds": labels}}]})
-            return stored
+            self.save()
+        if "INBOX" in labels:
+            self.push(mailbox, stored.history_id)
+        return stored
 
     @staticmethod
     def _thread_for(mailbox: Mailbox, parsed: Message) -> str:
@@ -205,14 +266,16 @@ def watch(user_id: str, request: Request, body: Annotated[dict, Body()]) -> dict
     box = _user(request, user_id)
     if not body.get("topicName"):
         raise HTTPException(400, "topicName required")
-    box.watch = body
-    return {"historyId": str(box.history_id),
-            "expiration": str(int((time.time() + 7 * 86400) * 1000))}
+    expiration = str(int((time.time() + 7 * 86400) * 1000))
+    box.watch = {**body, "expiration": expiration}
+    _sandbox(request).save()
+    return {"historyId": str(box.history_id), "expiration": expiration}
 
 
 @router.post("/gmail/v1/users/{user_id}/stop", status_code=204, tags=["gmail"])
 def stop(user_id: str, request: Request) -> None:
     _user(request, user_id).watch = None
+    _sandbox(request).save()
 
 
 @router.get("/gmail/v1/users/{user_id}/history", tags=["gmail"])
@@ -242,7 +305,15 @@ def list_messages(user_id: str, request: Request, maxResults: int = Query(100, g
                   labelIds: Annotated[list[str] | None, Query()] = None, pageToken: str | None = None,
                   q: str | None = None) -> dict:
     box = _user(request, user_id)
+    sandbox = _sandbox(request)
+    with sandbox._lock:
+        arrive = sandbox.deliver_during_list > 0
+        sandbox.deliver_during_list -= 1 if arrive else 0
     found = sorted(box.messages.values(), key=lambda m: m.history_id, reverse=True)
+    if arrive:  # after the listing was taken, before the answer: not in this page
+        late = Delivery(**{"from": "late.customer@example.com", "subject": "Arrived during the resync",
+                           "text": "This mail arrived while the mailbox was being listed."})
+        sandbox.add(box, build_raw(late, box.address), late.labelIds)
     for label in labelIds or []:
         found = [m for m in found if label in m.label_ids]
     for term in (q or "").split():
@@ -336,6 +407,24 @@ def deliver(d: Delivery, request: Request) -> dict:
             "emailAddress": box.address}
 
 
+@router.get("/_sandbox/gmail/watch", tags=["sandbox"])
+def read_watch(request: Request, mailbox: str | None = None) -> dict:
+    box = _sandbox(request).mailbox(mailbox or request.app.state.gmail_default_mailbox)
+    return {"watch": box.watch, "historyId": str(box.history_id)}
+
+
+class PubSub(BaseModel):
+    push_endpoint: str | None = None
+    silent: bool = False
+
+
+@router.post("/_sandbox/gmail/pubsub", tags=["sandbox"])
+def set_pubsub(config: PubSub, request: Request) -> dict:
+    sandbox = _sandbox(request)
+    sandbox.push_endpoint, sandbox.silent = config.push_endpoint, config.silent
+    return config.model_dump()
+
+
 @router.get("/_sandbox/gmail/sent", tags=["sandbox"])
 def list_sent(request: Request, mailbox: str | None = None) -> dict:
     box = _sandbox(request).mailbox(mailbox or request.app.state.gmail_default_mailbox)
@@ -347,13 +436,16 @@ def list_sent(request: Request, mailbox: str | None = None) -> dict:
 class Faults(BaseModel):
     status: int = Field(503, ge=400, le=599)
     count: int = Field(1, ge=0, le=100_000)
+    deliver_during_list: int = Field(0, ge=0, le=100)
 
 
 @router.post("/_sandbox/gmail/faults", tags=["sandbox"])
 def set_faults(faults: Faults, request: Request) -> dict:
     sandbox = _sandbox(request)
     sandbox.fail_status, sandbox.fail_remaining = faults.status, faults.count
-    return {"status": sandbox.fail_status, "remaining": sandbox.fail_remaining}
+    sandbox.deliver_during_list = faults.deliver_during_list
+    return {"status": sandbox.fail_status, "remaining": sandbox.fail_remaining,
+            "deliver_during_list": sandbox.deliver_during_list}
 
 
 @router.post("/_sandbox/gmail/expire-history", tags=["sandbox"])
@@ -361,6 +453,7 @@ def expire_history(request: Request, mailbox: str | None = None) -> dict:
     box = _sandbox(request).mailbox(mailbox or request.app.state.gmail_default_mailbox)
     box.oldest_history_id = box.history_id
     box.history.clear()
+    _sandbox(request).save()
     return {"oldestHistoryId": str(box.oldest_history_id)}
 
 
@@ -368,11 +461,12 @@ def expire_history(request: Request, mailbox: str | None = None) -> dict:
 def reset(request: Request) -> dict:
     sandbox = _sandbox(request)
     sandbox.mailboxes.clear()
-    sandbox.fail_remaining = 0
+    sandbox.fail_remaining = sandbox.deliver_during_list = 0
+    sandbox.save()
     return {"ok": True}
 
 
-def install(app, default_mailbox: str) -> None:
-    app.state.gmail_sandbox = GmailSandbox()
+def install(app, default_mailbox: str, state_dir: Path | None = None) -> None:
+    app.state.gmail_sandbox = GmailSandbox(state_dir / "gmail-mailboxes.json" if state_dir else None)
     app.state.gmail_default_mailbox = default_mailbox
     app.include_router(router)

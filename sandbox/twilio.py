@@ -3,14 +3,23 @@
 - `POST /2010-04-01/Accounts/{sid}/Messages.json` (form: To, From, Body): basic auth must
   be the configured account SID and auth token; records the message, answers 201 with the
   Message resource.
+  ContentSid + ContentVariables (an approved template) instead of Body; StatusCallback:
+  the sandbox then posts Twilio's signed status callbacks there (queued, sent, delivered,
+  read), or `failed` with an error code when a delivery fault is set.
 - `GET  /2010-04-01/Accounts/{sid}/Messages.json?To=&From=`: newest first, Twilio paging.
-Test/demo helpers under `/_sandbox/twilio/`: `sent` (list), `faults` (503 for the next N
-calls and/or for S seconds), `reset`.
+Test/demo helpers under `/_sandbox/twilio/`: `sent` (list), `faults`, `reset`. Faults:
+  fail_next / fail_for_s: the next N calls (or S seconds) answer `status` (503) unprocessed;
+  accept_then_fail: the next N sends are recorded (the message goes out) and then answer 503;
+  delay_s: sends are recorded, then the answer waits S seconds (a client timeout);
+  delivery_error: the next N sends' callbacks end in `failed` with this code (63016:
+  outside the 24-hour session window).
 """
 
 from __future__ import annotations
 
 import base64
+import json
+import queue
 import secrets
 import threading
 import time
@@ -33,6 +42,10 @@ class TwilioSandbox:
     fail_remaining: int = 0
     fail_until: float = 0.0
     fail_status: int = 503
+    accept_then_fail: int = 0
+    delay_s: float = 0.0
+    delivery_error: int | None = None
+    delivery_error_count: int = 0
     calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -44,6 +57,14 @@ class TwilioSandbox:
                 raise HTTPException(self.fail_status, "injected fault")
             if time.monotonic() < self.fail_until:
                 raise HTTPException(self.fail_status, "injected fault")
+
+    def take(self, name: str) -> bool:
+        """Consume one of the counted faults `name`."""
+        with self._lock:
+            if getattr(self, name) > 0:
+                setattr(self, name, getattr(self, name) - 1)
+                return True
+            return False
 
     def record(self, to: str, from_: str, body: str) -> dict:
         now = format_datetime(datetime.now(UTC), usegmt=True)
@@ -77,16 +98,85 @@ def _authorize(request: Request, sid: str) -> TwilioSandbox:
     return sandbox
 
 
+class StatusCallbacks:
+    """Twilio's status callbacks, posted in order by one worker thread with one HTTP client
+    (a thread and a client per message would slow the server under load)."""
+
+    def __init__(self, sandbox: TwilioSandbox):
+        self.sandbox = sandbox
+        self.queue: queue.Queue = queue.Queue()
+        self.thread: threading.Thread | None = None
+
+    def submit(self, url: str, message: dict, error_code: int | None) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="twilio-callbacks", daemon=True)
+            self.thread.start()
+        self.queue.put((url, message, error_code))
+
+    def _run(self) -> None:
+        import httpx
+        from twilio.request_validator import RequestValidator
+
+        validator = RequestValidator(self.sandbox.auth_token)
+        with httpx.Client(timeout=10) as client:
+            while True:
+                url, message, error_code = self.queue.get()
+                for form in self._forms(message, error_code):
+                    try:
+                        client.post(url, data=form,
+                                    headers={"X-Twilio-Signature": validator.compute_signature(url, form)})
+                    except httpx.HTTPError:
+                        break  # Twilio does not retry status callbacks either
+
+    def _forms(self, message: dict, error_code: int | None):
+        sandbox = self.sandbox
+        statuses = ["queued", "failed"] if error_code else ["queued", "sent", "delivered", "read"]
+        for status in statuses:
+            form = {"MessageSid": message["sid"], "SmsSid": message["sid"],
+                    "AccountSid": sandbox.account_sid, "From": message["from"], "To": message["to"],
+                    "MessageStatus": status, "SmsStatus": status, "ApiVersion": "2010-04-01",
+                    "ChannelPrefix": "whatsapp"}
+            if status == "failed":
+                form.update(ErrorCode=str(error_code), ErrorMessage=(
+                    "Message failed to send because more than 24 hours have passed since the "
+                    "customer last replied" if error_code == 63016 else "failed"))
+            with sandbox._lock:
+                message["status"] = status
+                if status == "failed":
+                    message["error_code"] = error_code
+            yield form
+
+
 @router.post("/2010-04-01/Accounts/{sid}/Messages.json", status_code=201, tags=["twilio"])
 def create_message(sid: str, request: Request, To: str = Form(...), From: str = Form(...),
-                   Body: str = Form(...)) -> dict:
+                   Body: str | None = Form(None), ContentSid: str | None = Form(None),
+                   ContentVariables: str | None = Form(None),
+                   StatusCallback: str | None = Form(None)) -> dict:
     sandbox = _authorize(request, sid)
     sandbox.maybe_fail()
+    if ContentSid:
+        if not ContentSid.startswith("HX"):
+            raise HTTPException(400, "ContentSid: not a Content SID")
+        try:
+            json.loads(ContentVariables or "{}")
+        except ValueError as exc:
+            raise HTTPException(400, "ContentVariables: not JSON") from exc
+        Body = ContentVariables or "{}"  # the template's variables identify the send here
+    if not Body:
+        raise HTTPException(400, "Body: required without ContentSid")
     if len(Body) > MAX_BODY_CHARS:
         raise HTTPException(400, "Body: exceeds 1600 characters")
     if not To.startswith("whatsapp:+"):
         raise HTTPException(400, "To: not a WhatsApp address")
-    return sandbox.record(To, From, Body)
+    message = sandbox.record(To, From, Body)
+    error_code = sandbox.delivery_error if sandbox.take("delivery_error_count") else None
+    if StatusCallback:
+        request.app.state.twilio_callbacks.submit(StatusCallback, message, error_code)
+    if sandbox.take("accept_then_fail"):
+        raise HTTPException(503, "injected fault after the message was accepted")
+    if sandbox.delay_s:
+        time.sleep(sandbox.delay_s)
+    return message
 
 
 @router.get("/2010-04-01/Accounts/{sid}/Messages.json", tags=["twilio"])
@@ -112,6 +202,10 @@ class Faults(BaseModel):
     fail_next: int = Field(0, ge=0)
     fail_for_s: float = Field(0.0, ge=0)
     status: int = Field(503, ge=400, le=599)
+    accept_then_fail: int = Field(0, ge=0)
+    delay_s: float = Field(0.0, ge=0, le=120)
+    delivery_error: int | None = None
+    delivery_error_count: int = Field(0, ge=0)
 
 
 @router.get("/_sandbox/twilio/sent", tags=["sandbox"])
@@ -129,7 +223,10 @@ def set_faults(faults: Faults, request: Request) -> dict:
         sandbox.fail_remaining = faults.fail_next
         sandbox.fail_until = time.monotonic() + faults.fail_for_s if faults.fail_for_s else 0.0
         sandbox.fail_status = faults.status
-    return {"fail_next": faults.fail_next, "fail_for_s": faults.fail_for_s}
+        sandbox.accept_then_fail, sandbox.delay_s = faults.accept_then_fail, faults.delay_s
+        sandbox.delivery_error = faults.delivery_error
+        sandbox.delivery_error_count = faults.delivery_error_count if faults.delivery_error else 0
+    return faults.model_dump()
 
 
 @router.post("/_sandbox/twilio/reset", tags=["sandbox"])
@@ -138,10 +235,12 @@ def reset(request: Request) -> dict:
     with sandbox._lock:
         sandbox.messages.clear()
         sandbox.fail_remaining, sandbox.fail_until, sandbox.calls = 0, 0.0, 0
+        sandbox.accept_then_fail, sandbox.delay_s, sandbox.delivery_error_count = 0, 0.0, 0
     return {"ok": True}
 
 
 def install(app, settings) -> None:
     app.state.twilio_sandbox = TwilioSandbox(settings.TWILIO_ACCOUNT_SID,
                                              settings.TWILIO_AUTH_TOKEN.get_secret_value())
+    app.state.twilio_callbacks = StatusCallbacks(app.state.twilio_sandbox)
     app.include_router(router)

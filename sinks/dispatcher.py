@@ -11,10 +11,21 @@ the API call and that mark — so the part is first looked up at the API (Gmail:
 deterministic Message-ID in sent mail; Twilio: the recipient's messages) and only sent if
 it is not there.
 
+Claims: each claim gets a fresh token, and every update of the row names it, so a worker
+whose lease ran out (another replica has claimed the row since) changes nothing. The lease
+is renewed before each part, and client timeouts are under half the lease (settings), so a
+send never outlives its lease. A timeout or 5xx after the request left leaves the part in
+doubt (`in_doubt`): the next attempt reconciles it the same way as an expired lease.
+
+WhatsApp outside the 24-hour session window: the approved template (TWILIO_TEMPLATE_CONTENT_SID)
+or, without one, the same answer by email to the customer's address; with neither, a person.
+Web answers are also emailed, with the ticket page link, when the ticket's email is verified.
+
 Failures: retried with exponential backoff (status 'parked', next_attempt_at), never dropped;
-a request the API rejects as invalid (4xx) is marked 'failed'. A circuit breaker per channel
-opens after N consecutive failures; while open nothing is claimed for that channel, and after
-the reset time one row is tried as a probe (half-open).
+a request the API rejects as invalid (4xx) is marked 'failed'; a reply that cannot even be
+built (CR/LF in a header, a bad recipient) is 'failed' without touching the breaker.
+A circuit breaker per channel opens after N consecutive failures; while open nothing is
+claimed for that channel, and after the reset time one row is tried as a probe (half-open).
 """
 
 from __future__ import annotations
@@ -28,31 +39,21 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from fte import observability
 from fte.logs import get_logger
 from schema.events import Channel, SupportEvent, SupportEventKind
+from schema.queries import channels as q
 from sinks.outbox import NOTIFY_CHANNEL
-from sinks.senders import PermanentSendError
+from sinks.senders import InvalidReplyError, MaybeSentError, PermanentSendError, ticket_page_url
+
+
+class LostClaim(Exception):
+    """The row was claimed by another worker since (this worker's lease ran out)."""
+
 
 log = get_logger(__name__)
-
-CLAIM = """
-WITH due AS (
-    SELECT id, status AS prev_status, claimed_at AS prev_claimed_at FROM reply_outbox
-    WHERE channel = %(channel)s AND status IN ('pending', 'parked', 'sending')
-      AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE reply_outbox r
-SET status = 'sending', attempts = r.attempts + 1, claimed_at = now(),
-    next_attempt_at = now() + make_interval(secs => %(lease)s)
-FROM due WHERE r.id = due.id
-RETURNING r.*, due.prev_status, due.prev_claimed_at
-"""
-
 
 REPORT_BREAKER = """
 INSERT INTO dispatcher_breakers (dispatcher, channel, state, consecutive_failures, opened_at, updated_at)
@@ -100,7 +101,9 @@ class Dispatcher:
                  publish: Callable[[SupportEvent], None] | None = None,
                  breaker_failures: int = 5, breaker_reset_s: float = 10.0,
                  retry_base_s: float = 1.0, retry_max_s: float = 60.0, lease_s: float = 30.0,
-                 sweep_s: float = 1.0):
+                 sweep_s: float = 1.0, public_base_url: str = "http://127.0.0.1:8000",
+                 whatsapp_session_hours: float = 24.0, whatsapp_template: bool = False,
+                 whatsapp_status_callbacks: bool = False):
         """`senders` maps channel -> factory (built inside that channel's thread)."""
         self.database_url = database_url
         self.sender_factories = senders
@@ -108,6 +111,12 @@ class Dispatcher:
         self.breakers = {c: CircuitBreaker(breaker_failures, breaker_reset_s) for c in senders}
         self.retry_base_s, self.retry_max_s, self.lease_s, self.sweep_s = (
             retry_base_s, retry_max_s, lease_s, sweep_s)
+        self.public_base_url = public_base_url
+        self.session_window = timedelta(hours=whatsapp_session_hours)
+        self.whatsapp_template = whatsapp_template
+        # With status callbacks, a WhatsApp reply counts as the ticket's first response
+        # when Twilio reports it sent/delivered, not when it accepted the request.
+        self.whatsapp_status_callbacks = whatsapp_status_callbacks
         self.wake = {c: threading.Event() for c in senders}
         self.stopping = threading.Event()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -191,7 +200,7 @@ class Dispatcher:
         self._reported[channel] = (state, now)
 
     def claim(self, conn: psycopg.Connection, channel: str, limit: int) -> list[dict]:
-        return conn.execute(CLAIM, {"channel": channel, "limit": limit, "lease": self.lease_s}).fetchall()
+        return conn.execute(q.CLAIM, {"channel": channel, "limit": limit, "lease": self.lease_s}).fetchall()
 
     def run_once(self, conn: psycopg.Connection, channel: str, sender, limit: int = 20) -> bool:
         """Claim and deliver one batch; True when rows were claimed."""
@@ -207,49 +216,76 @@ class Dispatcher:
     def _release(self, conn: psycopg.Connection, rows: list[dict]) -> None:
         for row in rows:
             # Not attempted now: back to its previous state (an in-doubt row stays in doubt).
-            conn.execute("UPDATE reply_outbox SET status = %s, attempts = attempts - 1, "
-                         "next_attempt_at = now() WHERE id = %s AND status = 'sending'",
-                         (row["prev_status"], row["id"]))
+            conn.execute(q.RELEASE, {"prev_status": row["prev_status"], "id": row["id"],
+                                     "token": row["claim_token"]})
+
+    def _update(self, conn: psycopg.Connection, sql: str, row: dict, **params) -> None:
+        """Run an update of a claimed row; LostClaim when the claim is no longer ours."""
+        cur = conn.execute(sql, {"id": row["id"], "token": row["claim_token"], **params})
+        if cur.rowcount != 1:
+            raise LostClaim(f"outbox row {row['id']}: claim {row['claim_token']} superseded")
 
     def deliver(self, conn: psycopg.Connection, sender, row: dict) -> None:
+        try:
+            self._deliver(conn, sender, row)
+        except LostClaim as exc:
+            # Whoever holds the row now owns its fate; nothing here may touch it.
+            log.warning("dispatcher.lost_claim", channel=row["channel"], outbox_id=row["id"],
+                        error=str(exc))
+
+    def _deliver(self, conn: psycopg.Connection, sender, row: dict) -> None:
         channel = row["channel"]
         breaker = self.breakers[channel]
         parts = (row["payload"] or {}).get("parts") or [row["body"]]
         done, ids = row["parts_sent"], list(row["provider_message_ids"] or [])
-        in_doubt = row["prev_status"] == "sending"
+        in_doubt = row["prev_status"] == "sending" or row.get("in_doubt", False)
+        template = None
+        if channel == "whatsapp" and done == 0 and not self._session_open(conn, row):
+            if not self.whatsapp_template:
+                self._outside_window(conn, row)
+                return
+            # One approved template message replaces the parts; its variable is the ticket link.
+            template = {"1": self._ticket_link(row) or "your support request"}
+            parts = [sender.template_text(template)]
         try:
             for index in range(done, len(parts)):
+                self._update(conn, q.RENEW_LEASE, row, lease=self.lease_s)
                 provider_id = None
                 if in_doubt and index == done:
                     # Ids already recorded for this recipient cannot be this part.
                     known = {r["id"] for r in conn.execute(
-                        "SELECT unnest(provider_message_ids) AS id FROM reply_outbox "
-                        "WHERE channel = %s AND recipient = %s", (channel, row["recipient"])).fetchall()}
+                        q.KNOWN_PROVIDER_IDS, (channel, row["recipient"])).fetchall()}
                     provider_id = sender.find_sent(row, index, parts[index], exclude=known)
                     if provider_id:
                         log.info("dispatcher.reconciled", channel=channel, outbox_id=row["id"], part=index)
                 if provider_id is None:
-                    provider_id = sender.send(row, index, parts[index])
+                    if template is not None:
+                        provider_id = sender.send(row, index, parts[index], template=template)
+                    else:
+                        provider_id = sender.send(row, index, parts[index])
                 ids.append(provider_id)
-                conn.execute("UPDATE reply_outbox SET parts_sent = %s, provider_message_ids = %s "
-                             "WHERE id = %s", (index + 1, ids, row["id"]))
+                self._update(conn, q.RECORD_PART, row, parts_sent=len(parts) if template else index + 1,
+                             ids=ids)
                 row = {**row, "provider_message_ids": ids}
+        except LostClaim:
+            raise
         except PermanentSendError as exc:
-            breaker.success()  # the API is up; this request is wrong
-            conn.execute("UPDATE reply_outbox SET status = 'failed', last_error = %s WHERE id = %s",
-                         (str(exc)[:1000], row["id"]))
+            if not isinstance(exc, InvalidReplyError):
+                breaker.success()  # the API is up; this request is wrong
+            # (an invalid reply never reached the API: it says nothing about the channel)
+            self._update(conn, q.MARK_FAILED, row, error=str(exc)[:1000])
             log.error("dispatcher.failed", channel=channel, outbox_id=row["id"], error=str(exc))
             observability.SENDS.labels(channel, "failed").inc()
             self._event(SupportEventKind.FAILED, row, str(exc))
             return
         except Exception as exc:  # noqa: BLE001 -- any other failure: park and retry later
             breaker.failure()
+            maybe_sent = isinstance(exc, MaybeSentError)
             delay = min(self.retry_max_s, self.retry_base_s * 2 ** max(0, row["attempts"] - 1))
-            conn.execute("UPDATE reply_outbox SET status = 'parked', last_error = %s, "
-                         "next_attempt_at = now() + make_interval(secs => %s) WHERE id = %s",
-                         (f"{type(exc).__name__}: {exc}"[:1000], delay, row["id"]))
+            self._update(conn, q.MARK_PARKED, row, error=f"{type(exc).__name__}: {exc}"[:1000],
+                         in_doubt=maybe_sent, delay=delay)
             observability.SENDS.labels(channel, "retry").inc()
-            log.warning("dispatcher.parked", channel=channel, outbox_id=row["id"],
+            log.warning("dispatcher.parked", channel=channel, outbox_id=row["id"], maybe_sent=maybe_sent,
                         attempts=row["attempts"], retry_in_s=delay, breaker=breaker.state)
             if row["attempts"] == 1:
                 self._event(SupportEventKind.FAILED, row, f"{type(exc).__name__}: {exc}")
@@ -257,12 +293,71 @@ class Dispatcher:
         breaker.success()
         observability.SENDS.labels(channel, "sent").inc()
         with conn.transaction():
-            conn.execute("UPDATE reply_outbox SET status = 'sent', sent_at = now(), last_error = NULL "
-                         "WHERE id = %s", (row["id"],))
-            if row["kind"] in ("agent", "human") and row["ticket_id"]:
-                conn.execute("UPDATE tickets SET first_response_at = coalesce(first_response_at, now()) "
-                             "WHERE id = %s", (row["ticket_id"],))
+            self._update(conn, q.MARK_SENT, row)
+            counts_now = not (channel == "whatsapp" and self.whatsapp_status_callbacks)
+            if row["kind"] in ("agent", "human") and row["ticket_id"] and counts_now:
+                conn.execute(q.FIRST_RESPONSE, {"ticket_id": row["ticket_id"]})
+            if channel == "web":
+                self._email_copy(conn, row)
         self._event(SupportEventKind.SENT, row)
+
+    # --- channel rules ------------------------------------------------------------------------
+    def _ticket_link(self, row: dict) -> str | None:
+        return ticket_page_url(self.public_base_url, row["ticket_id"]) if row["ticket_id"] else None
+
+    def _session_open(self, conn: psycopg.Connection, row: dict) -> bool:
+        """WhatsApp allows free-form replies only within 24 h of the customer's last message."""
+        last = conn.execute(q.LAST_WHATSAPP_INBOUND, {"customer_id": row["customer_id"]}).fetchone()
+        at = last["at"] if last else None
+        return at is not None and datetime.now(UTC) - at < self.session_window
+
+    def _derived_reply(self, conn: psycopg.Connection, row: dict, *, key: str, recipient: str,
+                       subject: str | None, body: str) -> int | None:
+        found = conn.execute(q.INSERT_DERIVED_REPLY, {
+            "inbound_key": key, "kind": row["kind"], "channel": "email",
+            "customer_id": row["customer_id"], "conversation_id": row["conversation_id"],
+            "ticket_id": row["ticket_id"], "escalation_id": row["escalation_id"],
+            "recipient": recipient, "subject": subject, "body": body,
+            "payload": Jsonb({"parts": [body]})}).fetchone()
+        conn.execute("SELECT pg_notify(%s, 'email')", (NOTIFY_CHANNEL,))
+        return found["id"] if found else None
+
+    def _outside_window(self, conn: psycopg.Connection, row: dict) -> None:
+        """No session and no template: the customer's email, else a person."""
+        email = conn.execute(q.CUSTOMER_EMAIL, {"customer_id": row["customer_id"]}).fetchone()
+        link = self._ticket_link(row)
+        with conn.transaction():
+            if email:
+                body = row["body"] + (f"\n\nYour ticket: {link}" if link else "")
+                self._derived_reply(conn, row, key=f"{row['inbound_key']}:email", recipient=email["value"],
+                                    subject=row["subject"] or "Re: your WhatsApp message", body=body)
+                self._update(conn, q.MARK_REROUTED, row,
+                             error="outside the WhatsApp 24-hour window: sent by email instead")
+                log.info("dispatcher.rerouted", outbox_id=row["id"], to="email")
+                return
+            reason = "outside the WhatsApp 24-hour window, no approved template and no other channel"
+            conn.execute(q.ESCALATE_DELIVERY_FAILURE, {
+                "customer_id": row["customer_id"], "conversation_id": row["conversation_id"],
+                "ticket_id": row["ticket_id"], "inbound_key": f"delivery:{row['inbound_key']}",
+                "channel": "whatsapp", "detail": reason})
+            if row["ticket_id"]:
+                conn.execute(q.TICKET_ESCALATED, {"ticket_id": row["ticket_id"]})
+            self._update(conn, q.MARK_FAILED, row, error=reason)
+        log.warning("dispatcher.escalated", outbox_id=row["id"], reason=reason)
+        self._event(SupportEventKind.FAILED, row, reason)
+
+    def _email_copy(self, conn: psycopg.Connection, row: dict) -> None:
+        """A web answer also goes to the form's email (once verified), with the ticket link."""
+        if not row["ticket_id"] or row["kind"] not in ("agent", "human", "clarify"):
+            return
+        ticket = conn.execute(q.TICKET_CONTACT, {"ticket_id": row["ticket_id"]}).fetchone()
+        if not ticket or not ticket["contact_email"] or not ticket["contact_email_verified"]:
+            return
+        link = ticket_page_url(self.public_base_url, ticket["id"])
+        body = f"{row['body']}\n\nSee your ticket and reply: {link}"
+        subject = f"Re: {ticket['subject']}" if ticket["subject"] else f"Your support ticket {ticket['id']}"
+        self._derived_reply(conn, row, key=f"{row['inbound_key']}:email", recipient=ticket["contact_email"],
+                            subject=subject, body=body)
 
     def _event(self, kind: SupportEventKind, row: dict, reason: str | None = None) -> None:
         try:
@@ -302,4 +397,8 @@ def build_dispatcher(settings, *, sweep_s: float = 1.0) -> Dispatcher:
         breaker_reset_s=settings.DISPATCH_BREAKER_RESET_S,
         retry_base_s=settings.DISPATCH_RETRY_BASE_S, retry_max_s=settings.DISPATCH_RETRY_MAX_S,
         lease_s=settings.DISPATCH_LEASE_S, sweep_s=sweep_s,
+        public_base_url=settings.PUBLIC_BASE_URL,
+        whatsapp_session_hours=settings.WHATSAPP_SESSION_HOURS,
+        whatsapp_template=bool(settings.TWILIO_TEMPLATE_CONTENT_SID),
+        whatsapp_status_callbacks=settings.TWILIO_STATUS_CALLBACKS,
     )

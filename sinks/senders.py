@@ -2,14 +2,21 @@
 
 Each sender delivers one part of a reply (`send`) and can tell whether an earlier attempt
 that may have reached the API actually did (`find_sent`), so an in-doubt row is reconciled
-instead of re-sent. Errors are classified: `PermanentSendError` (the request itself is
-wrong: do not retry) or anything else (retry later).
+instead of re-sent. Errors are classified:
+- `InvalidReplyError`: the request is wrong before it leaves (CR/LF in a header, a bad
+  recipient): fail the row; the provider was not asked, so its circuit breaker is untouched.
+- `PermanentSendError`: the provider refused it (4xx): fail the row.
+- `MaybeSentError`: the request left and no answer says what happened (a timeout, a 5xx):
+  the next attempt looks the part up at the provider before sending it again.
+- anything else (connection refused, DNS): nothing left; retry later.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -20,6 +27,29 @@ from fte.settings import Settings
 
 class PermanentSendError(Exception):
     pass
+
+
+class InvalidReplyError(PermanentSendError):
+    """Raised before anything is sent: the reply itself cannot be sent as it is."""
+
+
+class MaybeSentError(Exception):
+    """The request reached (or may have reached) the provider; its outcome is unknown."""
+
+
+WHATSAPP_ADDRESS = re.compile(r"^whatsapp:\+[1-9]\d{6,14}$")
+EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def ticket_page_url(base_url: str, ticket_id: str) -> str:
+    """Where a customer reads (and answers) their ticket."""
+    return f"{base_url.rstrip('/')}/ticket/{ticket_id}"
+
+
+def _timed_out(exc: BaseException) -> bool:
+    import requests
+
+    return isinstance(exc, (TimeoutError, requests.exceptions.ReadTimeout))
 
 
 def reply_message_id(inbound_key: str, part: int, domain: str) -> str:
@@ -39,10 +69,20 @@ class GmailSender:
         from fte.gmail import build_gmail_service
 
         self.settings = settings
-        self.service = build_gmail_service(settings)  # one per dispatcher thread (httplib2)
+        # One per dispatcher thread (httplib2); every call ends within the client timeout.
+        self.service = build_gmail_service(settings, timeout=settings.DISPATCH_CLIENT_TIMEOUT_S)
         self.domain = settings.GMAIL_MAILBOX.rpartition("@")[2] or "localhost"
 
     def build(self, row: dict, part: int, text: str) -> EmailMessage:
+        """The RFC 822 message; InvalidReplyError when it cannot be built as given."""
+        if not EMAIL_ADDRESS.match(row["recipient"] or ""):
+            raise InvalidReplyError(f"recipient: not an email address: {row['recipient']!r}")
+        try:
+            return self._build(row, part, text)
+        except (ValueError, TypeError) as exc:  # e.g. CR/LF in a header value
+            raise InvalidReplyError(f"email: {exc}") from exc
+
+    def _build(self, row: dict, part: int, text: str) -> EmailMessage:
         payload = row["payload"] or {}
         msg = EmailMessage()
         msg["From"] = self.settings.GMAIL_MAILBOX
@@ -71,6 +111,12 @@ class GmailSender:
         except HttpError as exc:
             if _permanent(exc.resp.status):
                 raise PermanentSendError(f"gmail {exc.resp.status}: {exc}") from exc
+            if exc.resp.status >= 500:
+                raise MaybeSentError(f"gmail {exc.resp.status} after the request left") from exc
+            raise
+        except OSError as exc:
+            if _timed_out(exc):
+                raise MaybeSentError(f"gmail: no answer within the client timeout ({exc})") from exc
             raise
         return result["id"]
 
@@ -108,18 +154,42 @@ class TwilioSender:
     def __init__(self, settings: Settings):
         from fte.twilio import build_twilio_client
 
-        self.client = build_twilio_client(settings)
+        self.client = build_twilio_client(settings, timeout=settings.DISPATCH_CLIENT_TIMEOUT_S)
         self.sender = settings.TWILIO_WHATSAPP_FROM
+        self.template_sid = settings.TWILIO_TEMPLATE_CONTENT_SID
+        self.status_callback = (f"{settings.PUBLIC_BASE_URL.rstrip('/')}/webhooks/whatsapp/status"
+                                if settings.TWILIO_STATUS_CALLBACKS else None)
 
-    def send(self, row: dict, part: int, text: str) -> str:
+    @staticmethod
+    def template_text(variables: dict[str, str]) -> str:
+        """What identifies a template send in the provider's message list (its variables)."""
+        return json.dumps(variables, sort_keys=True)
+
+    def send(self, row: dict, part: int, text: str, *, template: dict[str, str] | None = None) -> str:
+        """One part as a session message, or (outside the 24-hour window) the approved
+        template with `template` as its variables."""
+        import requests
         from twilio.base.exceptions import TwilioRestException
 
+        if not WHATSAPP_ADDRESS.match(row["recipient"] or ""):
+            raise InvalidReplyError(f"recipient: not a WhatsApp number: {row['recipient']!r}")
+        kwargs: dict[str, Any] = {"to": row["recipient"], "from_": self.sender}
+        if self.status_callback:
+            kwargs["status_callback"] = self.status_callback
+        if template is not None:
+            kwargs.update(content_sid=self.template_sid, content_variables=self.template_text(template))
+        else:
+            kwargs["body"] = text
         try:
-            return self.client.messages.create(to=row["recipient"], from_=self.sender, body=text).sid
+            return self.client.messages.create(**kwargs).sid
         except TwilioRestException as exc:
             if _permanent(exc.status):
                 raise PermanentSendError(f"twilio {exc.status}: {exc.msg}") from exc
+            if exc.status >= 500:
+                raise MaybeSentError(f"twilio {exc.status} after the request left") from exc
             raise
+        except requests.exceptions.ReadTimeout as exc:
+            raise MaybeSentError(f"twilio: no answer within the client timeout ({exc})") from exc
 
     def find_sent(self, row: dict, part: int, text: str, exclude: set[str] = frozenset()) -> str | None:
         """A message to the recipient with this body, created during the in-doubt attempt,

@@ -45,6 +45,8 @@ def sandbox_environment(settings: Settings) -> dict[str, str]:
         env["GMAIL_DISCOVERY_URL"] = f"{base}/discovery/gmail/v1/rest"
     if not settings.TWILIO_API_BASE:
         env["TWILIO_API_BASE"] = base
+    if not settings.GMAIL_PUBSUB_TOPIC:
+        env["GMAIL_PUBSUB_TOPIC"] = "projects/fte-dev/topics/gmail"  # the sandbox's users.watch
     if settings.GMAIL_PUSH_VERIFICATION_TOKEN is None:
         # Pub/Sub cannot reach a laptop: demo pushes use a shared token, fresh per `fte up`.
         env["GMAIL_PUSH_VERIFICATION_TOKEN"] = secrets.token_urlsafe(24)

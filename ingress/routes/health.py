@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from ingress.deps import ServicesDep
+from ingress.intake_health import read_intake
 from ingress.models import HealthPublic
 
 router = APIRouter(tags=["health"])
@@ -49,6 +50,9 @@ async def read_health(services: ServicesDep) -> JSONResponse:
         },
         "web": {"state": "ok" if kafka_ok and pg_ok else "down"},
     }
+    if pg_ok:  # per channel: last message, last push/webhook, Gmail cursor and watch
+        for name, intake in (await read_intake(services)).items():
+            channels[name].update(intake)
     body = HealthPublic(
         status="ok" if kafka_ok and pg_ok else "degraded",
         kafka={"ok": kafka_ok, "bootstrap": settings.kafka_bootstrap,

@@ -66,7 +66,7 @@ def flow_env(kb_database_url, kafka_bootstrap, channel_apis, tmp_path_factory,
         "TWILIO_API_BASE": channel_apis, "LOG_LEVEL": "WARNING",
         "FLOW_WORKERS": os.environ.get("FTE_TEST_FLOW_WORKERS", "2"),  # 4-partition topics: 1, 2 or 4
         "DISPATCH_BREAKER_RESET_S": "1", "DISPATCH_RETRY_BASE_S": "0.2", "DISPATCH_RETRY_MAX_S": "1",
-        "DISPATCH_LEASE_S": "3",
+        "DISPATCH_LEASE_S": "30", "DISPATCH_CLIENT_TIMEOUT_S": "10",  # a send ends inside its lease
         "FTE_DATA_DIR": str(routing_model[1]),  # the session's routing model (flows/routing.py)
     }
 

@@ -27,6 +27,10 @@ def app_settings(channel_api_server, migrated_db) -> Settings:
 def conn(migrated_db):
     with psycopg.connect(migrated_db, row_factory=dict_row, autocommit=True) as c:
         c.execute("INSERT INTO customers (id, display_name) VALUES (1, 'Ann')")
+        # Ann wrote on WhatsApp a minute ago: the 24-hour session window is open.
+        c.execute("INSERT INTO messages (channel, channel_message_id, direction, author, customer_id, "
+                  "body, occurred_at) VALUES ('whatsapp', 'SMann', 'inbound', 'customer', 1, 'hi', "
+                  "now() - interval '1 minute')")
         yield c
 
 
@@ -132,8 +136,8 @@ def test_invalid_recipient_is_failed_not_retried(conn, app_settings):
     d = make_dispatcher(app_settings)
     d.run_once(conn, "whatsapp", TwilioSender(app_settings))
     row = row_of(conn, r.inbound_key)
-    assert row["status"] == "failed" and "400" in row["last_error"]
-    assert d.breakers["whatsapp"].state == "closed"
+    assert row["status"] == "failed" and "recipient" in row["last_error"]
+    assert d.breakers["whatsapp"].state == "closed" and d.breakers["whatsapp"].consecutive == 0
 
 
 def test_twilio_sandbox_checks_basic_auth(channel_api_server, app_settings):

@@ -33,6 +33,23 @@ def health() -> None:
             st.metric("Postgres", "down", delta=pg["error"][:80], delta_color="inverse", delta_arrow="off",
                       border=True)
 
+    st.subheader("Intake per channel")
+    if pg["up"]:
+        intake = data.intake()
+        for col, (channel, d) in zip(st.columns(len(intake)), intake.items()):
+            col.metric(f"{channel} intake", d["intake"], delta_arrow="off", border=True,
+                       delta=f"last message {(d['last_message_at'] or 'never')[:19]}",
+                       delta_color="normal" if d["intake"] == "ok" else "inverse")
+        email = intake["email"]
+        st.caption(f"Gmail: cursor {email['cursor']} · mailbox history id {email['mailbox_history_id']} · "
+                   f"watch expires {(email['watch_expires_at'] or 'not watched')[:19]} · last push "
+                   f"{(email['last_push_at'] or 'never')[:19]} · last poll {(email['last_poll_at'] or 'never')[:19]}. "
+                   f"WhatsApp: last webhook {(intake['whatsapp']['last_webhook_at'] or 'never')[:19]}, "
+                   f"{intake['whatsapp']['relay_pending']} waiting for Kafka. "
+                   "ok = messages arriving or nothing due.")
+        if email.get("note"):
+            st.error(email["note"])
+
     st.subheader("Consumer lag per partition")
     lag = data.consumer_lag() if kafka["up"] and pg["up"] else None
     if lag is None or lag.empty:
