@@ -19,7 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    ENVIRONMENT: Literal["development", "test", "production"] = "development"
+    # Production unless told otherwise: a forgotten setting must not run with development secrets.
+    ENVIRONMENT: Literal["development", "test", "production"] = "production"
     LOG_LEVEL: str = "INFO"
     # Public support data (Bitext, HINT3) for demo traffic, benchmarks and evaluation.
     SHARED_DATA_DIR: Path = REPO_ROOT.parent / "shared" / "data"
@@ -53,6 +54,14 @@ class Settings(BaseSettings):
     INGRESS_DB_POOL_SIZE: int = 10
     # Local server speaking the Gmail (and Twilio, OpenAI) HTTP APIs: `fte sandbox`.
     SANDBOX_PORT: int = 8025
+    # Operators (lookups, conversations, metrics, docs, detailed health): API keys stored as
+    # "name:role:sha256-hex[,...]" (`python -m ingress.operator_auth new-key NAME ROLE`), or an
+    # OIDC bearer token from this issuer, verified against its JWKS, with the role in a claim.
+    OPERATOR_API_KEYS: SecretStr | None = None
+    OPERATOR_OIDC_ISSUER: str | None = None
+    OPERATOR_OIDC_AUDIENCE: str | None = None
+    OPERATOR_OIDC_JWKS_URL: str | None = None  # default: the issuer's discovery document
+    OPERATOR_OIDC_ROLE_CLAIM: str = "roles"  # dotted path, e.g. realm_access.roles
 
     # --- Twilio (WhatsApp) -------------------------------------------------------------
     TWILIO_ACCOUNT_SID: str = "AC00000000000000000000000000000000"
@@ -123,6 +132,8 @@ class Settings(BaseSettings):
                 raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
             if self.GMAIL_PUSH_VERIFICATION_TOKEN is not None:
                 raise ValueError("GMAIL_PUSH_VERIFICATION_TOKEN is for development only")
+            if self.GMAIL_PUSH_CERTS_URL is not None:
+                raise ValueError("GMAIL_PUSH_CERTS_URL is for tests only (production uses Google's)")
             if self.CONSOLE_DEV_PASSWORD is not None:
                 raise ValueError("CONSOLE_DEV_PASSWORD is for development only")
             if not (self.DATABASE_URL and self.KAFKA_BOOTSTRAP_SERVERS):

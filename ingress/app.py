@@ -7,7 +7,8 @@ from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
@@ -15,6 +16,7 @@ from psycopg_pool import PoolTimeout
 from fte.logs import get_logger
 from fte.settings import Settings
 from ingress.deps import RateLimits, Services, open_pool
+from ingress.operator_auth import OperatorAuth, Viewer
 from ingress.publisher import KafkaUnavailable, Publisher
 from ingress.routes import conversations, customers, gmail, health, metrics, support, whatsapp
 
@@ -65,7 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fte ingress", version="1.0",
                   description="Gmail, WhatsApp and web-form intake into Kafka; read endpoints.",
                   # Bodies over the limit get 413, whether announced by Content-Length or streamed.
-                  max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan)
+                  max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan,
+                  # The API description is for operators: served below behind authentication.
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.operator_auth = OperatorAuth(settings)
     for module in (support, whatsapp, gmail, customers, conversations, metrics, health):
         app.include_router(module.router)
 
@@ -82,6 +87,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": "event bus unavailable, nothing was recorded; retry later"},
                             status_code=503, headers={"Retry-After": "5"})
 
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Viewer])
+    def read_openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Viewer])
+    def read_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="fte ingress (operators)")
 
     @app.get("/", include_in_schema=False)
     def support_page() -> FileResponse:

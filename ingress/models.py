@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -36,6 +37,22 @@ class SupportRequestCreate(BaseModel):
         if not E164.match(compact):
             raise ValueError("phone must be in E.164 format, e.g. +14155550100")
         return compact
+
+
+class TicketReplyCreate(BaseModel):
+    """A customer's reply on the ticket page; `reply_id` is chosen by the page per message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[Stripped, Field(min_length=1, max_length=MAX_BODY_CHARS)]
+    reply_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{8,64}$",
+                                   default_factory=lambda: uuid.uuid4().hex)]
+
+
+class TicketReplyAccepted(BaseModel):
+    ticket_id: str
+    reply_id: str
+    status: str = "accepted"
 
 
 class TicketCreated(BaseModel):
@@ -123,6 +140,10 @@ class ChannelMetricsPublic(BaseModel):
     minutes: int
     data: list[ChannelMetrics]
     count: int
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok", "degraded"]
 
 
 class HealthPublic(BaseModel):

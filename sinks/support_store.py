@@ -255,7 +255,8 @@ class SupportHandler:
                  str(meta.get("category") or "general"),
                  next((i.value for i in w.inbound.identifiers if i.kind.value == "email"), None),
                  meta.get("name") or msg.sender_name, msg.inbound_key, msg.received_at)).fetchone()
-            opened.append((w, row))  # a web ticket is opened when the flow first takes it
+            if not meta.get("ticket_reply"):  # a reply on the ticket page opens nothing
+                opened.append((w, row))  # a web ticket is opened when the flow first takes it
             tickets[conv["id"]] = row
             return row
         current = tickets.get(conv["id"])
@@ -445,8 +446,13 @@ class SupportHandler:
     def _reply(self, o: Outcome, item: dict, ctx: dict) -> Reply:
         msg, w = o.work.inbound.msg, o.work
         prev = previous_contact(item.get("hist") or [], msg.channel.value, item["conv"]["id"])
+        name = ctx["names"].get(w.customer_id) or msg.sender_name
+        if msg.channel.value == "web":
+            # The ticket page is public to whoever holds the ticket id: greet with the name
+            # typed on this ticket and quote no contact from another channel.
+            prev, name = None, msg.sender_name
         f = format_reply(msg.channel, o.reply_text,
-                         customer_name=ctx["names"].get(w.customer_id) or msg.sender_name,
+                         customer_name=name,
                          inbound_subject=msg.subject, inbound_metadata=msg.metadata,
                          previous_contact=prev, kind=o.reply_kind)
         headers = dict(f.headers)

@@ -6,9 +6,11 @@ from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingress.deps import ServicesDep
+from ingress.operator_auth import Viewer
 from ingress.models import ChannelMetrics, ChannelMetricsPublic
 
-router = APIRouter(tags=["metrics"])
+# Operators only (role viewer); Prometheus scrapes /metrics with an API key as bearer token.
+router = APIRouter(tags=["metrics"], dependencies=[Viewer])
 
 _CHANNELS = """
 SELECT channel,
