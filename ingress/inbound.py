@@ -13,9 +13,13 @@ from prometheus_client import Counter, Histogram
 from fte.logs import get_logger
 from ingress.deps import Services
 from ingress.publisher import Delivered
-from schema.events import InboundMessage
+from schema.events import Channel, InboundMessage
 from schema.identity import identity_key
 from schema.topics import INBOUND_BY_CHANNEL, topic_name
+
+_DEAD_LETTER = """
+INSERT INTO dead_letters (source_topic, msg_key, raw, reason) VALUES (%s, %s, %s, %s)
+"""
 
 log = get_logger(__name__)
 
@@ -71,4 +75,20 @@ async def publish_once(services: Services, event: InboundMessage) -> bool:
                                      event.channel_message_id))
     log.info("inbound.published", channel=channel, channel_message_id=event.channel_message_id,
              partition=delivered.partition, offset=delivered.offset)
+    return True
+
+
+async def dead_letter_once(services: Services, event_channel: str, channel_message_id: str,
+                           raw: bytes, reason: str) -> bool:
+    """Record a refused channel message as a dead letter (shown on the console), once per
+    channel message id: the receipt row makes a resync or a retry record nothing new."""
+    topic = topic_name(INBOUND_BY_CHANNEL[Channel(event_channel)], services.settings.TOPIC_PREFIX)
+    async with services.db.connection() as conn, conn.transaction():
+        claimed = await (await conn.execute(
+            _CLAIM, (event_channel, channel_message_id, topic))).fetchone()
+        if claimed is None:
+            return False
+        await conn.execute(_DEAD_LETTER, (topic, channel_message_id.encode(), raw, reason[:2000]))
+    log.warning("inbound.dead_letter", channel=event_channel,
+                channel_message_id=channel_message_id, reason=reason)
     return True

@@ -22,9 +22,9 @@ from pydantic import BaseModel, Field
 from fte.gmail import build_gmail_service
 from fte.logs import get_logger
 from ingress.deps import Services, ServicesDep
-from ingress.email_parse import ParsedEmail
+from ingress.email_parse import ParsedEmail, screen
 from ingress.gmail_sync import fetch_new_messages
-from ingress.inbound import publish_once
+from ingress.inbound import dead_letter_once, publish_once
 from ingress.security import PushAuthError, security_event, shared_token_valid, verify_push_token
 from schema.events import MAX_BODY_CHARS, Channel, Identifier, IdentifierKind, InboundMessage
 from schema.identity import InvalidIdentifier, normalize_email
@@ -62,7 +62,8 @@ def email_event(parsed: ParsedEmail, *, fold_gmail: bool) -> InboundMessage:
     return InboundMessage(
         channel=Channel.EMAIL,
         channel_message_id=parsed.gmail_id,
-        sender=[Identifier(kind=IdentifierKind.EMAIL, value=sender)],
+        # Verified only when Gmail saw DMARC pass for this From domain.
+        sender=[Identifier(kind=IdentifierKind.EMAIL, value=sender, verified=parsed.dmarc_aligned)],
         sender_name=(parsed.from_name or None) and parsed.from_name[:200],
         subject=(parsed.subject or None) and parsed.subject[:998],
         body=body[:MAX_BODY_CHARS],
@@ -131,6 +132,15 @@ async def receive_gmail_push(envelope: PushEnvelope, request: Request, services:
             raise HTTPException(503, "Gmail API unavailable", headers={"Retry-After": "10"}) from exc
         published = 0
         for parsed in fetched.messages:
+            verdict = screen(parsed)
+            if verdict.action == "skip":
+                log.info("gmail.message_skipped", gmail_id=parsed.gmail_id, reason=verdict.reason)
+                continue
+            if verdict.action == "reject":
+                await dead_letter_once(services, "email", parsed.gmail_id, json.dumps(
+                    {"gmail_id": parsed.gmail_id, "thread_id": parsed.thread_id,
+                     "subject": parsed.subject}).encode(), f"email intake: {verdict.reason}")
+                continue
             try:
                 event = email_event(parsed, fold_gmail=settings.EMAIL_FOLD_GMAIL_DOTS)
             except (InvalidIdentifier, ValueError) as exc:

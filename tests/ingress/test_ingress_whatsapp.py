@@ -33,7 +33,7 @@ def test_signed_message_gives_empty_twiml_and_one_event(client, inbound, twilio_
     key, event = events[0]
     assert key == "phone:+15550100123"
     assert event["channel"] == "whatsapp" and event["channel_message_id"] == form["MessageSid"]
-    assert event["sender"] == [{"kind": "phone", "value": "+15550100123"}]
+    assert event["sender"] == [{"kind": "phone", "value": "+15550100123", "verified": True}]
     assert event["body"] == "Where is my order?"
     assert event["metadata"] == {"profile_name": "Jane Customer", "to": "whatsapp:+14155238886",
                                  "media_urls": ["https://api.twilio.com/media/ME1"]}
