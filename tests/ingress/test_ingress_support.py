@@ -34,8 +34,8 @@ def test_submit_creates_the_ticket_and_one_event_then_answers_202(client, inboun
     [(key, event)] = inbound("web", expect=1)
     assert key == f"email:{body['email'].lower()}"
     assert event["ticket_id"] == event["channel_message_id"] == ticket_id
-    assert event["sender"] == [{"kind": "email", "value": body["email"].lower()},
-                               {"kind": "phone", "value": "+15550100199"}]
+    assert event["sender"] == [{"kind": "email", "value": body["email"].lower(), "verified": False},
+                               {"kind": "phone", "value": "+15550100199", "verified": False}]
     assert event["metadata"] == {"category": "technical", "name": "Jane Customer"}
 
 
