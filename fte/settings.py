@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     # message timeout, so a refused message is never delivered later behind our back).
     INGRESS_PUBLISH_TIMEOUT_S: float = 5.0
     INGRESS_DB_POOL_SIZE: int = 10
+    INGRESS_ACCESS_LOG: bool = True  # one redacted line per request, query strings dropped
     # Local server speaking the Gmail (and Twilio, OpenAI) HTTP APIs: `fte sandbox`.
     SANDBOX_PORT: int = 8025
     # Operators (lookups, conversations, metrics, docs, detailed health): API keys stored as
