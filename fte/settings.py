@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     INGRESS_HOST: str = "127.0.0.1"
     INGRESS_PORT: int = 8000
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+    # Other public host names a proxy may report in X-Forwarded-Host (comma-separated).
+    FORWARDED_HOSTS: str = ""
     MAX_BODY_BYTES: int = 256 * 1024
     RATE_LIMIT_PER_IP: str = "60/minute"
     RATE_LIMIT_PER_IDENTITY: str = "20/minute"

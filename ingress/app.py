@@ -23,6 +23,15 @@ from ingress.routes import conversations, customers, gmail, health, metrics, sup
 log = get_logger(__name__)
 STATIC = Path(__file__).parent / "static"
 
+# The support page runs only its own script and cannot be framed; text from customers and
+# agents is inserted as text (app.js), so injected markup would not run even without these.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 RESPONSES = Counter("ingress_responses_total", "HTTP responses by route and status",
                     ["route", "status"])
 
@@ -98,7 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def support_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(CountResponses)

@@ -112,6 +112,7 @@ def ingress_settings(stack, topic_prefix, sandbox_url, push_signer, mailbox) -> 
     return stack.model_copy(update={
         "TOPIC_PREFIX": topic_prefix,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "FORWARDED_HOSTS": "public.example.org",
         "TWILIO_AUTH_TOKEN": __import__("pydantic").SecretStr(TWILIO_TOKEN),
         "GMAIL_MAILBOX": mailbox,
         "GMAIL_DISCOVERY_URL": f"{sandbox_url}/discovery/gmail/v1/rest",
