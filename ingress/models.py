@@ -7,13 +7,34 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from schema.events import MAX_BODY_CHARS
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 Category = Literal["general", "technical", "billing", "feedback", "bug_report"]
-Stripped = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+def storable_text(value: str) -> str:
+    """Text Postgres and Kafka can carry: no NUL character, no lone UTF-16 surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+Stripped = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(storable_text)]
 
 
 class SupportRequestCreate(BaseModel):
@@ -22,7 +43,7 @@ class SupportRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[Stripped, Field(min_length=2, max_length=200)]
-    email: Annotated[EmailStr, Field(max_length=320)]
+    email: Annotated[EmailStr, Field(max_length=320), AfterValidator(storable_text)]
     subject: Annotated[Stripped, Field(min_length=5, max_length=200)]
     message: Annotated[Stripped, Field(min_length=10, max_length=MAX_BODY_CHARS)]
     category: Category = "general"
