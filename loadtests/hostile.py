@@ -252,7 +252,7 @@ def case_auto_reply_loop(t: Target, http: Http) -> tuple[bool, str]:
     _deliver_and_push(t, http, **{"from": person, "subject": "Where is my order?",
                                   "text": "Hello, where is my order 5521?"})
     marked = _our_reply_is_marked(t, person)
-    ok = published == 0 and marked is not False
+    ok = published == 0 and marked is True
     detail = f"{len(ids)} robot mails, {published} published; reply to a person " + (
         "marked Auto-Submitted: auto-replied" if marked else
         "not seen in time (dispatcher not running?)" if marked is None else "NOT marked")
@@ -264,7 +264,7 @@ def _our_reply_is_marked(t: Target, recipient: str) -> bool | None:
     with httpx.Client(base_url=t.sandbox_url, timeout=30) as sandbox:
         while time.monotonic() < deadline:
             sent = sandbox.get("/_sandbox/gmail/sent", params={"mailbox": t.mailbox}).json()
-            mine = [m for m in sent.get("messages", []) if recipient in (m.get("to") or "")]
+            mine = [m for m in sent.get("data", []) if recipient in (m.get("to") or "")]
             if mine:
                 full = sandbox.get(f"/gmail/v1/users/{t.mailbox}/messages/{mine[0]['id']}",
                                    params={"format": "full"}).json()

@@ -52,8 +52,9 @@ def target(stack, tmp_path_factory):
     prefix = f"t{uuid.uuid4().hex[:10]}."
     ensure_topics(stack.kafka_bootstrap, prefix)
     logs = tmp_path_factory.mktemp("hostile")
-    with ServerThread(create_sandbox(stack.model_copy(update={"GMAIL_MAILBOX": mailbox})),
-                      lifespan="off") as sandbox:
+    sandbox_settings = stack.model_copy(update={"GMAIL_MAILBOX": mailbox,
+                                                "TWILIO_AUTH_TOKEN": SecretStr(TWILIO_TOKEN)})
+    with ServerThread(create_sandbox(sandbox_settings), lifespan="off") as sandbox:
         env = {
             "DATABASE_URL": stack.database_url, "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
             "TOPIC_PREFIX": prefix, "ENVIRONMENT": "test", "GMAIL_MAILBOX": mailbox,
