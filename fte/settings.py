@@ -14,6 +14,7 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
 
 
 class Settings(BaseSettings):
@@ -68,7 +69,8 @@ class Settings(BaseSettings):
 
     # --- Twilio (WhatsApp) -------------------------------------------------------------
     TWILIO_ACCOUNT_SID: str = "AC00000000000000000000000000000000"
-    TWILIO_AUTH_TOKEN: SecretStr = SecretStr("dev-twilio-auth-token")
+    # Only the ingress (signatures) and the dispatcher (sends) read it, through twilio_auth_token().
+    TWILIO_AUTH_TOKEN: SecretStr = SecretStr(DEV_TWILIO_TOKEN)
     TWILIO_WHATSAPP_FROM: str = "whatsapp:+14155238886"
     # Base URL of the Twilio REST API; set only to point the SDK at a local server.
     TWILIO_API_BASE: str | None = None
@@ -131,8 +133,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.ENVIRONMENT == "production":
-            if self.TWILIO_AUTH_TOKEN.get_secret_value() == "dev-twilio-auth-token":
-                raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+            # Unset is fine in pods that never talk to Twilio; the ones that do refuse it
+            # when they read it (twilio_auth_token).
+            if "TWILIO_AUTH_TOKEN" in self.model_fields_set and \
+                    self.TWILIO_AUTH_TOKEN.get_secret_value() == DEV_TWILIO_TOKEN:
+                raise ValueError("TWILIO_AUTH_TOKEN: the development token is refused in production")
             if self.GMAIL_PUSH_VERIFICATION_TOKEN is not None:
                 raise ValueError("GMAIL_PUSH_VERIFICATION_TOKEN is for development only")
             if self.GMAIL_PUSH_CERTS_URL is not None:
@@ -144,6 +149,13 @@ class Settings(BaseSettings):
         return self
 
     # --- derived -----------------------------------------------------------------------
+    def twilio_auth_token(self) -> str:
+        """The Twilio token for a process that uses it; the development one only outside production."""
+        token = self.TWILIO_AUTH_TOKEN.get_secret_value()
+        if self.ENVIRONMENT == "production" and token == DEV_TWILIO_TOKEN:
+            raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+        return token
+
     @property
     def embedded_kafka(self) -> bool:
         return not self.KAFKA_BOOTSTRAP_SERVERS

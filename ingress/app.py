@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # The API description is for operators: served below behind authentication.
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.operator_auth = OperatorAuth(settings)
+    settings.twilio_auth_token()  # fail at start, not at the first webhook, in production
     for module in (support, whatsapp, gmail, customers, conversations, metrics, health):
         app.include_router(module.router)
 

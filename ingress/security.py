@@ -55,7 +55,7 @@ def twilio_signature_valid(settings: Settings, request: Request, params: dict[st
     signature = request.headers.get("x-twilio-signature")
     if not signature:
         return False
-    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN.get_secret_value())
+    validator = RequestValidator(settings.twilio_auth_token())
     return validator.validate(public_url(settings, request), params, signature)
 
 
