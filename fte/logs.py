@@ -24,7 +24,8 @@ _EMAIL = re.compile(r"(?<![\w.+-])([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*?(?:@|%40)"
 _PHONE = re.compile(r"(?<![\w])\+(\d)[\d\s().-]{6,18}(\d{4})(?!\d)")
 # National format: "(415) 555-0100", "415-555-0100", "07700 900123", "020 7946 0958": digit
 # groups with separators, 9 to 12 digits in all (dates and dotted IPs are left alone).
-_NATIONAL = re.compile(r"(?<![\w+*.:-])(?:\(\d{2,5}\)\s?|\d{2,5}[\s.-])\d{2,4}(?:[\s.-]?\d{2,4}){1,2}(?![\w.:-]?\d)")
+_NATIONAL = re.compile(r"(?<![\w+*.:-])(?:\(\d{2,5}\)\s?|\d{2,5}[\s.-])"
+                       r"\d{2,4}(?:[\s.-]?\d{2,4}){1,2}(?![\w.:-]?\d)")
 _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 # Web ticket ids are the customer's key to the ticket: keep only a prefix.
 _TICKET = re.compile(r"\bT-([0-9A-Fa-f]{4})[0-9A-Fa-f]{16,60}\b")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query
 
 from ingress.deps import RateLimitedByIp, ServicesDep
-from ingress.operator_auth import Agent
 from ingress.models import ConversationPublic
+from ingress.operator_auth import Agent
 
 # Operators only (role agent): customer data never reaches the public surface.
 router = APIRouter(prefix="/conversations", tags=["conversations"], dependencies=[Agent])

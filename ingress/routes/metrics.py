@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingress.deps import ServicesDep
-from ingress.operator_auth import Viewer
 from ingress.models import ChannelMetrics, ChannelMetricsPublic
+from ingress.operator_auth import Viewer
 
 # Operators only (role viewer); Prometheus scrapes /metrics with an API key as bearer token.
 router = APIRouter(tags=["metrics"], dependencies=[Viewer])
