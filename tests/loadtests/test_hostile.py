@@ -5,6 +5,7 @@ Gmail/Twilio API server, real Kafka and Postgres. Each case is one test."""
 from __future__ import annotations
 
 import os
+import time
 import signal
 import subprocess
 import sys
@@ -104,3 +105,30 @@ def test_command_prints_one_line_per_case_and_a_json_summary(target, capsys, mon
     assert __import__("json").loads(lines[-1]) == {"cases": 2, "passed": 2, "server_errors": 0,
                                                    "skipped": 0}
     assert code == 0
+
+
+def test_reply_on_the_ticket_page_is_answered_on_the_same_ticket(target):
+    """Form, answer, the customer's reply on the page, its answer: one ticket, four messages."""
+    import httpx
+    import psycopg
+
+    with httpx.Client(base_url=target.base_url, timeout=30) as c:
+        ticket_id = c.post("/support/submit", json=hostile.form(
+            message="How do I set up a shipping address?")).json()["ticket_id"]
+        http = hostile.Http(target.base_url)
+        assert hostile.wait_for_answer(http, ticket_id, target.answer_timeout)["messages"]
+        reply = c.post(f"/support/ticket/{ticket_id}/reply",
+                       json={"message": "And which payment methods do you accept?"})
+        assert reply.status_code == 202
+        deadline = time.monotonic() + target.answer_timeout
+        while time.monotonic() < deadline:
+            messages = c.get(f"/support/ticket/{ticket_id}").json()["messages"]
+            if [m["direction"] for m in messages].count("outbound") >= 2:
+                break
+            time.sleep(1)
+        http.close()
+    assert [m["direction"] for m in messages] == ["inbound", "outbound", "inbound", "outbound"]
+    assert messages[2]["body"] == "And which payment methods do you accept?"
+    with psycopg.connect(target.database_url) as conn:
+        tickets = conn.execute("SELECT count(*) FROM tickets WHERE id = %s", (ticket_id,)).fetchone()[0]
+    assert tickets == 1
