@@ -46,3 +46,21 @@ def test_the_generated_console_password_is_not_loaded_in_production(tmp_path):
     assert DEV_USER in load_users(dev)
     prod = Settings(_env_file=None, ENVIRONMENT="production", FTE_DATA_DIR=tmp_path, **PRODUCTION)
     assert DEV_USER not in load_users(prod)
+
+
+def test_local_stack_commands_run_without_environment_but_services_do_not(tmp_path):
+    """`fte stack` manages the embedded stack (development); a service started bare is production."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ENVIRONMENT", "DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS")}
+    env["FTE_DATA_DIR"] = str(tmp_path)
+    stack = subprocess.run([sys.executable, "-m", "fte.cli", "stack", "status"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    # (exit 3: nothing running in this empty data dir) -- but no settings refusal
+    assert "ValidationError" not in stack.stderr and stack.returncode in (0, 3), stack.stderr[-2000:]
+    ingress = subprocess.run([sys.executable, "-m", "fte.cli", "ingress"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+    assert ingress.returncode != 0 and "must be set in production" in ingress.stderr
