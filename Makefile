@@ -19,7 +19,7 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 run: $(STAMP)
-	$(BIN)/fte up
+	ENVIRONMENT=$${ENVIRONMENT:-development} $(BIN)/fte up
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest

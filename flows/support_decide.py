@@ -141,10 +141,12 @@ def _ticket(w: Work, conv: Conversation, tickets: dict[int, Ticket], plan: Batch
         if web else None,
         contact_name=(meta.get("name") or msg.sender_name) if web else None,
         source_inbound_key=msg.inbound_key, created_at=msg.received_at))
+    tickets[conv.id] = ticket
+    if meta.get("ticket_reply"):  # a reply on the ticket page opens nothing
+        return ticket
     # A web ticket is opened when the flow first takes it (the form created the row).
     plan.events.append(_event(support_event(SupportEventKind.TICKET_OPENED, w, ticket_id=ticket.id,
                                             priority=ticket.priority)))
-    tickets[conv.id] = ticket
     return ticket
 
 
@@ -296,8 +298,13 @@ def _plan_writes(item: _Item, ctx: BatchContext, plan: BatchPlan) -> None:
 def format_outcome(o: Outcome, item: _Item, ctx: BatchContext) -> Reply:
     msg, w = o.work.inbound.msg, o.work
     prev = previous_contact(item.hist, msg.channel.value, item.conv.id)
+    name = ctx.names.get(w.customer_id) or msg.sender_name
+    if msg.channel.value == "web":
+        # The ticket page is public to whoever holds the ticket id: greet with the name
+        # typed on this ticket and quote no contact from another channel.
+        prev, name = None, msg.sender_name
     f = format_reply(msg.channel, o.reply_text,
-                     customer_name=ctx.names.get(w.customer_id) or msg.sender_name,
+                     customer_name=name,
                      inbound_subject=msg.subject, inbound_metadata=msg.metadata,
                      previous_contact=prev, kind=o.reply_kind)
     return Reply(inbound_key=msg.inbound_key, kind=o.reply_kind, channel=msg.channel,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from fte.logs import configure_logging
@@ -39,7 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run the embedded stack on a developer's machine: development unless told.
+# Everything else (the services a pod runs) defaults to production.
+DEVELOPMENT_COMMANDS = {"up", "stack", "sandbox"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in and args_in[0] in DEVELOPMENT_COMMANDS:
+        os.environ.setdefault("ENVIRONMENT", "development")
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL)
     args = build_parser().parse_args(argv)

@@ -14,12 +14,14 @@ from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEV_TWILIO_TOKEN = "dev-twilio-auth-token"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    ENVIRONMENT: Literal["development", "test", "production"] = "development"
+    # Production unless told otherwise: a forgotten setting must not run with development secrets.
+    ENVIRONMENT: Literal["development", "test", "production"] = "production"
     LOG_LEVEL: str = "INFO"
     # Public support data (Bitext, HINT3) for demo traffic, benchmarks and evaluation.
     SHARED_DATA_DIR: Path = REPO_ROOT.parent / "shared" / "data"
@@ -44,6 +46,8 @@ class Settings(BaseSettings):
     INGRESS_HOST: str = "127.0.0.1"
     INGRESS_PORT: int = 8000
     PUBLIC_BASE_URL: str = "http://127.0.0.1:8000"
+    # Other public host names a proxy may report in X-Forwarded-Host (comma-separated).
+    FORWARDED_HOSTS: str = ""
     MAX_BODY_BYTES: int = 256 * 1024
     RATE_LIMIT_PER_IP: str = "60/minute"
     RATE_LIMIT_PER_IDENTITY: str = "20/minute"
@@ -53,12 +57,22 @@ class Settings(BaseSettings):
     INGRESS_DB_POOL_SIZE: int = 10
     # Run the WhatsApp inbox relay and the Gmail watch/poll in this ingress process.
     INGRESS_BACKGROUND: bool = True
+    INGRESS_ACCESS_LOG: bool = True  # one redacted line per request, query strings dropped
     # Local server speaking the Gmail (and Twilio, OpenAI) HTTP APIs: `fte sandbox`.
     SANDBOX_PORT: int = 8025
+    # Operators (lookups, conversations, metrics, docs, detailed health): API keys stored as
+    # "name:role:sha256-hex[,...]" (`python -m ingress.operator_auth new-key NAME ROLE`), or an
+    # OIDC bearer token from this issuer, verified against its JWKS, with the role in a claim.
+    OPERATOR_API_KEYS: SecretStr | None = None
+    OPERATOR_OIDC_ISSUER: str | None = None
+    OPERATOR_OIDC_AUDIENCE: str | None = None
+    OPERATOR_OIDC_JWKS_URL: str | None = None  # default: the issuer's discovery document
+    OPERATOR_OIDC_ROLE_CLAIM: str = "roles"  # dotted path, e.g. realm_access.roles
 
     # --- Twilio (WhatsApp) -------------------------------------------------------------
     TWILIO_ACCOUNT_SID: str = "AC00000000000000000000000000000000"
-    TWILIO_AUTH_TOKEN: SecretStr = SecretStr("dev-twilio-auth-token")
+    # Only the ingress (signatures) and the dispatcher (sends) read it, through twilio_auth_token().
+    TWILIO_AUTH_TOKEN: SecretStr = SecretStr(DEV_TWILIO_TOKEN)
     TWILIO_WHATSAPP_FROM: str = "whatsapp:+14155238886"
     # Base URL of the Twilio REST API; set only to point the SDK at a local server.
     TWILIO_API_BASE: str | None = None
@@ -174,10 +188,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.ENVIRONMENT == "production":
-            if self.TWILIO_AUTH_TOKEN.get_secret_value() == "dev-twilio-auth-token":
-                raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+            # Unset is fine in pods that never talk to Twilio; the ones that do refuse it
+            # when they read it (twilio_auth_token).
+            if "TWILIO_AUTH_TOKEN" in self.model_fields_set and \
+                    self.TWILIO_AUTH_TOKEN.get_secret_value() == DEV_TWILIO_TOKEN:
+                raise ValueError("TWILIO_AUTH_TOKEN: the development token is refused in production")
             if self.GMAIL_PUSH_VERIFICATION_TOKEN is not None:
                 raise ValueError("GMAIL_PUSH_VERIFICATION_TOKEN is for development only")
+            if self.GMAIL_PUSH_CERTS_URL is not None:
+                raise ValueError("GMAIL_PUSH_CERTS_URL is for tests only (production uses Google's)")
             if self.CONSOLE_DEV_PASSWORD is not None:
                 raise ValueError("CONSOLE_DEV_PASSWORD is for development only")
             if not (self.DATABASE_URL and self.KAFKA_BOOTSTRAP_SERVERS):
@@ -185,6 +204,13 @@ class Settings(BaseSettings):
         return self
 
     # --- derived -----------------------------------------------------------------------
+    def twilio_auth_token(self) -> str:
+        """The Twilio token for a process that uses it; the development one only outside production."""
+        token = self.TWILIO_AUTH_TOKEN.get_secret_value()
+        if self.ENVIRONMENT == "production" and token == DEV_TWILIO_TOKEN:
+            raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+        return token
+
     @property
     def embedded_kafka(self) -> bool:
         return not self.KAFKA_BOOTSTRAP_SERVERS

@@ -29,7 +29,7 @@ class RewritingHttpClient(TwilioHttpClient):
 
 
 def build_twilio_client(settings: Settings, *, timeout: float = 10.0) -> Client:
-    token = settings.TWILIO_AUTH_TOKEN.get_secret_value()
+    token = settings.twilio_auth_token()  # refuses the development token in production
     if settings.TWILIO_API_BASE:
         http = RewritingHttpClient(settings.TWILIO_API_BASE, timeout=timeout)
     else:

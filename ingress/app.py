@@ -7,7 +7,8 @@ from pathlib import Path
 
 import psycopg
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import Counter
 from psycopg_pool import PoolTimeout
@@ -16,11 +17,21 @@ from fte.logs import get_logger
 from fte.settings import Settings
 from ingress.background import background
 from ingress.deps import RateLimits, Services, open_pool
+from ingress.operator_auth import OperatorAuth, Viewer
 from ingress.publisher import KafkaUnavailable, Publisher
 from ingress.routes import conversations, customers, gmail, health, metrics, support, verify, whatsapp
 
 log = get_logger(__name__)
 STATIC = Path(__file__).parent / "static"
+
+# The support page runs only its own script and cannot be framed; text from customers and
+# agents is inserted as text (app.js), so injected markup would not run even without these.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 RESPONSES = Counter("ingress_responses_total", "HTTP responses by route and status",
                     ["route", "status"])
@@ -67,7 +78,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fte ingress", version="1.0",
                   description="Gmail, WhatsApp and web-form intake into Kafka; read endpoints.",
                   # Bodies over the limit get 413, whether announced by Content-Length or streamed.
-                  max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan)
+                  max_body_size=settings.MAX_BODY_BYTES, lifespan=lifespan,
+                  # The API description is for operators: served below behind authentication.
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.operator_auth = OperatorAuth(settings)
+    settings.twilio_auth_token()  # fail at start, not at the first webhook, in production
     for module in (support, verify, whatsapp, gmail, customers, conversations, metrics, health):
         app.include_router(module.router)
 
@@ -85,9 +100,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             status_code=503, headers={"Retry-After": "5"})
 
 
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Viewer])
+    def read_openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Viewer])
+    def read_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="fte ingress (operators)")
+
     @app.get("/", include_in_schema=False)
     def support_page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(CountResponses)

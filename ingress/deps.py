@@ -47,6 +47,9 @@ class Services:
     # One Gmail sync at a time per mailbox: the stored historyId advances in order.
     mailbox_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     gmail_service: object | None = None
+    # (monotonic time, ok) of the last Kafka + Postgres check, shared by /health callers.
+    last_health: tuple[float, bool] = (float("-inf"), False)
+    health_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def mailbox_lock(self, mailbox: str) -> asyncio.Lock:
         return self.mailbox_locks.setdefault(mailbox, asyncio.Lock())

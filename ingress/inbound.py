@@ -13,9 +13,13 @@ from prometheus_client import Counter, Histogram
 from fte.logs import get_logger
 from ingress.deps import Services
 from ingress.publisher import Delivered
-from schema.events import InboundMessage
+from schema.events import Channel, InboundMessage
 from schema.identity import identity_key
 from schema.topics import INBOUND_BY_CHANNEL, topic_name
+
+_DEAD_LETTER = """
+INSERT INTO dead_letters (source_topic, msg_key, raw, reason) VALUES (%s, %s, %s, %s)
+"""
 
 log = get_logger(__name__)
 
@@ -72,3 +76,4 @@ async def publish_once(services: Services, event: InboundMessage) -> bool:
     log.info("inbound.published", channel=channel, channel_message_id=event.channel_message_id,
              partition=delivered.partition, offset=delivered.offset)
     return True
+

@@ -3,16 +3,38 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 from schema.events import MAX_BODY_CHARS
 
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 Category = Literal["general", "technical", "billing", "feedback", "bug_report"]
-Stripped = Annotated[str, StringConstraints(strip_whitespace=True)]
+
+
+def storable_text(value: str) -> str:
+    """Text Postgres and Kafka can carry: no NUL character, no lone UTF-16 surrogate."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
+Stripped = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(storable_text)]
 
 
 class SupportRequestCreate(BaseModel):
@@ -21,7 +43,7 @@ class SupportRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[Stripped, Field(min_length=2, max_length=200)]
-    email: Annotated[EmailStr, Field(max_length=320)]
+    email: Annotated[EmailStr, Field(max_length=320), AfterValidator(storable_text)]
     subject: Annotated[Stripped, Field(min_length=5, max_length=200)]
     message: Annotated[Stripped, Field(min_length=10, max_length=MAX_BODY_CHARS)]
     category: Category = "general"
@@ -36,6 +58,22 @@ class SupportRequestCreate(BaseModel):
         if not E164.match(compact):
             raise ValueError("phone must be in E.164 format, e.g. +14155550100")
         return compact
+
+
+class TicketReplyCreate(BaseModel):
+    """A customer's reply on the ticket page; `reply_id` is chosen by the page per message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[Stripped, Field(min_length=1, max_length=MAX_BODY_CHARS)]
+    reply_id: Annotated[str, Field(pattern=r"^[0-9A-Za-z-]{8,64}$",
+                                   default_factory=lambda: uuid.uuid4().hex)]
+
+
+class TicketReplyAccepted(BaseModel):
+    ticket_id: str
+    reply_id: str
+    status: str = "accepted"
 
 
 class TicketCreated(BaseModel):
@@ -123,6 +161,10 @@ class ChannelMetricsPublic(BaseModel):
     minutes: int
     data: list[ChannelMetrics]
     count: int
+
+
+class HealthStatus(BaseModel):
+    status: Literal["ok", "degraded"]
 
 
 class HealthPublic(BaseModel):

@@ -35,10 +35,18 @@ def security_event(webhook: str, reason: str, request: Request) -> None:
 # --- Twilio --------------------------------------------------------------------------
 def public_url(settings: Settings, request: Request) -> str:
     """The URL Twilio signed: PUBLIC_BASE_URL + path + query; behind a proxy, the scheme and
-    host the proxy says the client used (X-Forwarded-Proto / X-Forwarded-Host)."""
+    host the proxy says the client used (X-Forwarded-Proto / X-Forwarded-Host) — the host
+    only when it is one of ours (PUBLIC_BASE_URL's or FORWARDED_HOSTS), since anyone can
+    send the header."""
     base = urlsplit(settings.PUBLIC_BASE_URL)
     scheme = request.headers.get("x-forwarded-proto", base.scheme).split(",")[0].strip()
+    if scheme not in ("http", "https"):
+        scheme = base.scheme
     host = request.headers.get("x-forwarded-host", base.netloc).split(",")[0].strip()
+    allowed = {base.netloc.lower(), *(h.strip().lower() for h in settings.FORWARDED_HOSTS.split(",")
+                                      if h.strip())}
+    if host.lower() not in allowed:
+        host = base.netloc
     path = base.path.rstrip("/") + request.url.path
     return urlunsplit((scheme, host, path, request.url.query, ""))
 
@@ -47,7 +55,7 @@ def twilio_signature_valid(settings: Settings, request: Request, params: dict[st
     signature = request.headers.get("x-twilio-signature")
     if not signature:
         return False
-    validator = RequestValidator(settings.TWILIO_AUTH_TOKEN.get_secret_value())
+    validator = RequestValidator(settings.twilio_auth_token())
     return validator.validate(public_url(settings, request), params, signature)
 
 

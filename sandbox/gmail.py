@@ -37,7 +37,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import googleapiclient
 from fastapi import APIRouter, Body, HTTPException, Query, Request
@@ -371,6 +371,18 @@ class Delivery(BaseModel):
     html: str | None = None
     in_reply_to: str | None = None
     labelIds: list[str] = Field(default_factory=lambda: ["INBOX", "UNREAD"])
+    dmarc: Literal["pass", "fail", "none"] = "pass"  # what Gmail's Authentication-Results says
+
+
+def authentication_results(raw: bytes, dmarc: str) -> bytes:
+    """The header Gmail's receiving servers put on top of every inbound mail."""
+    domain = parseaddr(message_from_bytes(raw, policy=policy.compat32).get("From") or "")[1] \
+        .rpartition("@")[2] or "unknown.invalid"
+    dkim = "pass" if dmarc == "pass" else "none"
+    eol = "\r\n" if b"\r\n" in raw[:4096] else "\n"
+    return (f"Authentication-Results: mx.google.com;{eol}       dkim={dkim} header.i=@{domain};"
+            f"{eol}       spf={dkim} smtp.mailfrom={domain};{eol}       dmarc={dmarc} "
+            f"(p=NONE sp=NONE dis=NONE) header.from={domain}{eol}").encode()
 
 
 def build_raw(d: Delivery, mailbox: str) -> bytes:
@@ -402,6 +414,7 @@ def deliver(d: Delivery, request: Request) -> dict:
     sandbox = _sandbox(request)
     box = sandbox.mailbox(address)
     raw = unb64url(d.raw) if d.raw else build_raw(d, box.address)
+    raw = authentication_results(raw, d.dmarc) + raw
     stored = sandbox.add(box, raw, d.labelIds)
     return {"id": stored.id, "threadId": stored.thread_id, "historyId": str(stored.history_id),
             "emailAddress": box.address}

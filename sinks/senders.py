@@ -90,6 +90,7 @@ class GmailSender:
         msg["Subject"] = row["subject"] or "Re: your message"
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = reply_message_id(row["inbound_key"], part, self.domain)
+        msg["Auto-Submitted"] = "auto-replied"  # RFC 3834: other robots must not answer it
         for name, value in (payload.get("headers") or {}).items():
             if name.lower() in {"in-reply-to", "references"} and value:
                 msg[name] = value

@@ -22,5 +22,6 @@ def run(args, settings) -> int:
     # the client address for rate limits comes from uvicorn's proxy_headers (trusted hosts only).
     uvicorn.run(create_app(settings), host=args.host or settings.INGRESS_HOST,
                 port=args.port or settings.INGRESS_PORT, log_level=settings.LOG_LEVEL.lower(),
-                access_log=False, proxy_headers=True)
+                # Our logging (fte/logs.py): redacted JSON, access lines without query strings.
+                log_config=None, access_log=settings.INGRESS_ACCESS_LOG, proxy_headers=True)
     return 0

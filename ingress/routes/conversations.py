@@ -1,4 +1,4 @@
-"""GET /conversations/{id}: one conversation across channels, in order."""
+"""GET /conversations/{id}: one conversation across channels, in order (operators only)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from fastapi import APIRouter, HTTPException, Query
 
 from ingress.deps import RateLimitedByIp, ServicesDep
 from ingress.models import ConversationPublic
+from ingress.operator_auth import Agent
 
-router = APIRouter(prefix="/conversations", tags=["conversations"])
+# Operators only (role agent): customer data never reaches the public surface.
+router = APIRouter(prefix="/conversations", tags=["conversations"], dependencies=[Agent])
 
 
 @router.get("/{conversation_id}", response_model=ConversationPublic,

@@ -1,4 +1,4 @@
-"""GET /customers/lookup: a customer by email or phone (operators and the console)."""
+"""GET /customers/lookup: a customer by email or phone (operators only)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from fastapi import APIRouter, HTTPException, Query
 
 from ingress.deps import RateLimitedByIp, ServicesDep
 from ingress.models import CustomerPublic
+from ingress.operator_auth import Agent
 from schema.identity import InvalidIdentifier, normalize_email, normalize_phone
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+# Operators only (role agent): customer data never reaches the public surface.
+router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Agent])
 
 # Follows merges to the surviving customer.
 _FIND = """

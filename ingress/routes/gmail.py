@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 from fte.gmail import build_gmail_service
 from fte.logs import get_logger
 from ingress.deps import Services, ServicesDep
-from ingress.email_parse import ParsedEmail
+from ingress.email_parse import ParsedEmail, screen
 from ingress.gmail_sync import fetch_new_messages, mailbox_history_id
 from ingress.inbound import publish_once
 from ingress.security import PushAuthError, security_event, shared_token_valid, verify_push_token
@@ -73,7 +73,8 @@ def email_event(parsed: ParsedEmail, *, fold_gmail: bool) -> InboundMessage:
     return InboundMessage(
         channel=Channel.EMAIL,
         channel_message_id=parsed.gmail_id,
-        sender=[Identifier(kind=IdentifierKind.EMAIL, value=sender)],
+        # Verified only when Gmail saw DMARC pass for this From domain.
+        sender=[Identifier(kind=IdentifierKind.EMAIL, value=sender, verified=parsed.dmarc_aligned)],
         sender_name=(parsed.from_name or None) and parsed.from_name[:200],
         subject=(parsed.subject or None) and parsed.subject[:998],
         body=body[:MAX_BODY_CHARS],
@@ -172,6 +173,13 @@ async def sync_mailbox(services: Services, mailbox: str, *, pushed_history_id: i
             raise GmailUnavailable(type(exc).__name__) from exc
         published = 0
         for parsed in fetched.messages:
+            verdict = screen(parsed)  # spam, machine-sent mail, a From that is not one address
+            if verdict.action == "skip":
+                log.info("gmail.message_skipped", gmail_id=parsed.gmail_id, reason=verdict.reason)
+                continue
+            if verdict.action == "reject":
+                await dead_letter(services, mailbox, parsed.gmail_id, f"email intake: {verdict.reason}")
+                continue
             try:
                 event = email_event(parsed, fold_gmail=settings.EMAIL_FOLD_GMAIL_DOTS)
             except (InvalidIdentifier, ValueError) as exc:

@@ -1,8 +1,10 @@
-"""GET /health: Kafka, Postgres and each channel, as an operator or a probe needs them."""
+"""GET /health (public: up or not, nothing else) and GET /health/details (operators: Kafka,
+Postgres and each channel)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import psycopg
 from fastapi import APIRouter
@@ -12,9 +14,13 @@ from psycopg_pool import PoolTimeout
 
 from ingress.deps import ServicesDep
 from ingress.intake_health import read_intake
-from ingress.models import HealthPublic
+from ingress.models import HealthPublic, HealthStatus
+from ingress.operator_auth import Viewer
 
 router = APIRouter(tags=["health"])
+
+# The public probe reuses a check this recent, so anonymous calls never fan out to Kafka.
+CHECK_TTL_S = 2.0
 
 
 async def _postgres(services) -> tuple[bool, dict]:
@@ -30,11 +36,31 @@ async def _postgres(services) -> tuple[bool, dict]:
         return False, {"error": type(exc).__name__}
 
 
-@router.get("/health", response_model=HealthPublic, summary="Readiness of Kafka, Postgres, channels")
-async def read_health(services: ServicesDep) -> JSONResponse:
-    settings = services.settings
+async def _check(services) -> tuple[bool, bool, dict]:
     kafka_ok = await run_in_threadpool(services.publisher.healthy, 2.0)
     pg_ok, pg = await _postgres(services)
+    services.last_health = (time.monotonic(), kafka_ok and pg_ok)
+    return kafka_ok, pg_ok, pg
+
+
+@router.get("/health", response_model=HealthStatus,
+            summary="Whether this ingress can accept messages (readiness); nothing else")
+async def read_health(services: ServicesDep) -> JSONResponse:
+    checked_at, ok = services.last_health
+    if time.monotonic() - checked_at > CHECK_TTL_S:
+        async with services.health_lock:
+            checked_at, ok = services.last_health
+            if time.monotonic() - checked_at > CHECK_TTL_S:
+                kafka_ok, pg_ok, _ = await _check(services)
+                ok = kafka_ok and pg_ok
+    return JSONResponse({"status": "ok" if ok else "degraded"}, status_code=200 if ok else 503)
+
+
+@router.get("/health/details", response_model=HealthPublic, dependencies=[Viewer],
+            summary="Kafka, Postgres and each channel (operators)")
+async def read_health_details(services: ServicesDep) -> JSONResponse:
+    settings = services.settings
+    kafka_ok, pg_ok, pg = await _check(services)
     email_cursor = next((c for c in pg.get("cursors", []) if c["account"] == settings.GMAIL_MAILBOX), None)
     push_auth = ("oidc" if settings.GMAIL_PUSH_AUDIENCE and settings.GMAIL_PUSH_SERVICE_ACCOUNT
                  else "shared-token" if settings.GMAIL_PUSH_VERIFICATION_TOKEN else "unconfigured")

@@ -7,8 +7,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ingress.deps import ServicesDep
 from ingress.models import ChannelMetrics, ChannelMetricsPublic
+from ingress.operator_auth import Viewer
 
-router = APIRouter(tags=["metrics"])
+# Operators only (role viewer); Prometheus scrapes /metrics with an API key as bearer token.
+router = APIRouter(tags=["metrics"], dependencies=[Viewer])
 
 _CHANNELS = """
 SELECT channel,

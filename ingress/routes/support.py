@@ -1,16 +1,27 @@
-"""The web support form: submit a request, check a ticket's status."""
+"""The web support form: submit a request, read a ticket, reply on it.
+
+A ticket id is the customer's only key to the ticket (128 random bits): reading and
+replying need nothing else, so the page shows only what belongs to that ticket — its web
+messages and our replies to them, never the customer's other channels or conversations.
+"""
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Path
 
 from fte.logs import get_logger
 from ingress.deps import RateLimitedByIp, ServicesDep
-from ingress.inbound import produce
-from ingress.models import SupportRequestCreate, TicketCreated, TicketPublic
+from ingress.inbound import produce, publish_once
+from ingress.models import (
+    SupportRequestCreate,
+    TicketCreated,
+    TicketPublic,
+    TicketReplyAccepted,
+    TicketReplyCreate,
+)
 from schema.events import Channel, Identifier, IdentifierKind, InboundMessage
 from schema.identity import normalize_email
 
@@ -27,14 +38,19 @@ VALUES (%s, 'web', %s, %s, 'open', %s, %s, %s, %s)
 
 
 def new_ticket_id() -> str:
-    """Unguessable (80 random bits): the id is what lets a customer read the ticket."""
-    return f"T-{uuid.uuid4().hex[:20].upper()}"
+    """Unguessable (128 random bits): the id is what lets a customer read the ticket."""
+    return f"T-{secrets.token_hex(16).upper()}"
+
+
+def _sender(email: str, phone: str | None, *, fold_gmail: bool) -> list[Identifier]:
+    sender = [Identifier(kind=IdentifierKind.EMAIL, value=normalize_email(email, fold_gmail=fold_gmail))]
+    if phone:
+        sender.append(Identifier(kind=IdentifierKind.PHONE, value=phone))
+    return sender
 
 
 def web_event(ticket_id: str, form: SupportRequestCreate, *, fold_gmail: bool) -> InboundMessage:
-    sender = [Identifier(kind=IdentifierKind.EMAIL, value=normalize_email(form.email, fold_gmail=fold_gmail))]
-    if form.phone:
-        sender.append(Identifier(kind=IdentifierKind.PHONE, value=form.phone))
+    sender = _sender(form.email, form.phone, fold_gmail=fold_gmail)
     return InboundMessage(
         channel=Channel.WEB,
         channel_message_id=ticket_id,
@@ -65,18 +81,67 @@ async def create_ticket(form: SupportRequestCreate, services: ServicesDep) -> Ti
     return TicketCreated(ticket_id=event.ticket_id)
 
 
+# Only tickets the web form created (random ids); tickets of other channels have ids derived
+# from their first message and never reach the public surface.
+_WEB_TICKET = """
+SELECT id, status, subject, category, created_at, updated_at, first_response_at,
+       contact_email, contact_phone, contact_name
+FROM tickets WHERE id = %s AND channel = 'web'
+"""
+# The ticket's own web messages: mail or WhatsApp messages that the flow filed on the same
+# ticket (a linked customer's other channels) are not the page's to show.
+_TICKET_MESSAGES = """
+SELECT direction, author, channel, body, occurred_at FROM messages
+WHERE ticket_id = %s AND channel = 'web' ORDER BY occurred_at, id LIMIT 200
+"""
+PUBLIC_TICKET_FIELDS = ("status", "subject", "category", "created_at", "updated_at",
+                        "first_response_at")
+
+
 @router.get("/ticket/{ticket_id}", response_model=TicketPublic, dependencies=[RateLimitedByIp],
             summary="A ticket's status and messages")
 async def read_ticket(services: ServicesDep,
                       ticket_id: str = Path(pattern=TICKET_ID)) -> TicketPublic:
     async with services.db.connection() as conn:
-        ticket = await (await conn.execute(
-            """SELECT id, status, subject, category, created_at, updated_at, first_response_at
-               FROM tickets WHERE id = %s""", (ticket_id,))).fetchone()
+        ticket = await (await conn.execute(_WEB_TICKET, (ticket_id,))).fetchone()
         if ticket is None:
             raise HTTPException(404, "ticket not found")
-        messages = await (await conn.execute(
-            """SELECT direction, author, channel, body, occurred_at FROM messages
-               WHERE ticket_id = %s ORDER BY occurred_at, id LIMIT 200""", (ticket_id,))).fetchall()
+        messages = await (await conn.execute(_TICKET_MESSAGES, (ticket_id,))).fetchall()
     return TicketPublic(ticket_id=ticket["id"], messages=messages,
-                        **{k: v for k, v in ticket.items() if k != "id"})
+                        **{k: ticket[k] for k in PUBLIC_TICKET_FIELDS})
+
+
+def reply_event(ticket: dict, reply: TicketReplyCreate, *, fold_gmail: bool) -> InboundMessage:
+    """The customer's reply on their ticket: a web message on the same ticket, from the
+    ticket's own contact details (nothing in the request can name another sender)."""
+    return InboundMessage(
+        channel=Channel.WEB,
+        channel_message_id=f"{ticket['id']}.{reply.reply_id}",
+        ticket_id=ticket["id"],
+        thread_id=ticket["id"],
+        sender=_sender(ticket["contact_email"], ticket["contact_phone"], fold_gmail=fold_gmail),
+        sender_name=ticket["contact_name"],
+        body=reply.message,
+        received_at=datetime.now(UTC),
+        metadata={"category": ticket["category"], "name": ticket["contact_name"],
+                  "ticket_reply": True},
+    )
+
+
+@router.post("/ticket/{ticket_id}/reply", status_code=202, response_model=TicketReplyAccepted,
+             dependencies=[RateLimitedByIp], summary="Reply on a ticket (the ticket id authorises)")
+async def create_ticket_reply(reply: TicketReplyCreate, services: ServicesDep,
+                              ticket_id: str = Path(pattern=TICKET_ID)) -> TicketReplyAccepted:
+    async with services.db.connection() as conn:
+        ticket = await (await conn.execute(_WEB_TICKET, (ticket_id,))).fetchone()
+    if ticket is None or not ticket["contact_email"]:
+        raise HTTPException(404, "ticket not found")
+    if ticket["status"] == "closed":
+        raise HTTPException(409, "ticket is closed: please send a new request")
+    event = reply_event(ticket, reply, fold_gmail=services.settings.EMAIL_FOLD_GMAIL_DOTS)
+    await services.limits.check_identity(f"email:{event.sender[0].value}")
+    # The same durable path as every inbound message: a receipt row and Kafka's ack in one
+    # transaction; the page's reply_id makes a double click or a retry one message.
+    published = await publish_once(services, event)
+    log.info("support.ticket_reply", ticket_id=ticket_id, duplicate=not published)
+    return TicketReplyAccepted(ticket_id=ticket_id, reply_id=reply.reply_id)

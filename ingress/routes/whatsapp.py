@@ -54,7 +54,7 @@ def whatsapp_event(form: dict[str, str], *, default_region: str,
     return InboundMessage(
         channel=Channel.WHATSAPP,
         channel_message_id=sid,
-        # Twilio signed the request: the sender's number is proven.
+        # Only built after the Twilio signature checked out: Twilio vouches for the sender.
         sender=[Identifier(kind=IdentifierKind.PHONE, value=phone, verified=True)],
         sender_name=(form.get("ProfileName") or None),
         body=body,

@@ -92,41 +92,89 @@ const STATUS_TEXT = {
   closed: "Your request is closed.",
 };
 
+const REFRESH_MS = 10000;  // the open ticket re-reads itself while the page is visible
+let openTicket = null;
+let refreshTimer = null;
+let replyId = null;  // one id per composed reply: a double click or retry sends it once
+
+function newReplyId() {
+  return (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`.replace(/[^0-9a-z]/gi, "")).replace(/-/g, "");
+}
+
+function renderTicket(ticket) {
+  const out = document.getElementById("ticket-status");
+  out.className = "ok";
+  out.textContent = "";
+  const heading = document.createElement("p");
+  heading.id = "ticket-state";
+  heading.textContent = `Status: ${ticket.status}. ${STATUS_TEXT[ticket.status] || ""}`;
+  out.append(heading);
+  const list = document.createElement("ul");
+  list.className = "messages";
+  list.setAttribute("aria-label", "Messages on this ticket");
+  for (const m of ticket.messages) {
+    const item = document.createElement("li");
+    const who = m.direction === "inbound" ? "You" : "Support";
+    // textContent only: customer and agent text is never interpreted as HTML.
+    item.textContent = `${who}, ${new Date(m.occurred_at).toLocaleString()}:\n${m.body}`;
+    list.append(item);
+  }
+  if (ticket.messages.length) out.append(list);
+  document.getElementById("reply-section").hidden = ticket.status === "closed";
+}
+
+async function loadTicket(id, { quiet = false } = {}) {
+  const out = document.getElementById("ticket-status");
+  if (!quiet) show(out, "", "Looking up your request…");
+  const response = await fetch(`/support/ticket/${encodeURIComponent(id)}`);
+  if (response.status === 404) {
+    show(out, "fail", "We could not find that ticket number.");
+    stopRefresh();
+    return;
+  }
+  if (!response.ok) {
+    if (!quiet) show(out, "fail", `Sorry, the status is unavailable (${response.status}).`);
+    return;
+  }
+  renderTicket(await response.json());
+}
+
+function stopRefresh() {
+  openTicket = null;
+  if (refreshTimer) clearInterval(refreshTimer);
+  refreshTimer = null;
+  document.getElementById("reply-section").hidden = true;
+}
+
+function startRefresh(id) {
+  stopRefresh();
+  openTicket = id;
+  replyId = newReplyId();
+  // The id goes in the fragment, which browsers never send to the server (no logs, no referrers).
+  history.replaceState(null, "", `#${id}`);
+  refreshTimer = setInterval(() => {
+    if (openTicket && document.visibilityState === "visible") {
+      loadTicket(openTicket, { quiet: true }).catch(() => {});
+    }
+  }, REFRESH_MS);
+}
+
 async function checkStatus(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
   const input = document.getElementById("ticket-id");
   const out = document.getElementById("ticket-status");
   const id = input.value.trim();
   if (!/^T-[0-9A-Za-z-]{8,60}$/.test(id)) {
-    setError("ticket-id", "Ticket numbers look like T-1A2B3C4D5E6F7A8B9C0D.");
+    setError("ticket-id", "Ticket numbers look like T-1A2B3C4D5E6F7A8B9C0D1E2F3A4B5C6D.");
     input.focus();
     return;
   }
   setError("ticket-id", "");
   const button = document.getElementById("check");
   button.disabled = true;
-  show(out, "", "Looking up your request…");
   try {
-    const response = await fetch(`/support/ticket/${encodeURIComponent(id)}`);
-    if (response.status === 404) { show(out, "fail", "We could not find that ticket number."); return; }
-    if (!response.ok) { show(out, "fail", `Sorry, the status is unavailable (${response.status}).`); return; }
-    const ticket = await response.json();
-    out.className = "ok";
-    out.textContent = "";
-    const heading = document.createElement("p");
-    heading.id = "ticket-state";
-    heading.textContent = `Status: ${ticket.status}. ${STATUS_TEXT[ticket.status] || ""}`;
-    out.append(heading);
-    const list = document.createElement("ul");
-    list.className = "messages";
-    list.setAttribute("aria-label", "Messages on this ticket");
-    for (const m of ticket.messages) {
-      const item = document.createElement("li");
-      const who = m.direction === "inbound" ? "You" : "Support";
-      item.textContent = `${who}, ${new Date(m.occurred_at).toLocaleString()}:\n${m.body}`;
-      list.append(item);
-    }
-    if (ticket.messages.length) out.append(list);
+    await loadTicket(id);
+    if (document.getElementById("ticket-state")) startRefresh(id);
   } catch (err) {
     show(out, "fail", "We could not reach the server. Check your connection and try again.");
   } finally {
@@ -134,5 +182,51 @@ async function checkStatus(event) {
   }
 }
 
+async function sendReply(event) {
+  event.preventDefault();
+  const box = document.getElementById("reply-message");
+  const status = document.getElementById("reply-status");
+  const text = box.value.trim();
+  if (!text) { setError("reply-message", "Please write your reply."); box.focus(); return; }
+  setError("reply-message", "");
+  if (!openTicket) return;
+  const button = document.getElementById("reply-send");
+  button.disabled = true;
+  show(status, "", "Sending…");
+  try {
+    const response = await fetch(`/support/ticket/${encodeURIComponent(openTicket)}/reply`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message: text, reply_id: replyId }),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 202) {
+      show(status, "ok", "Sent. Our answer will appear here.");
+      box.value = "";
+      replyId = newReplyId();
+      await loadTicket(openTicket, { quiet: true });
+    } else if (response.status === 422 && Array.isArray(data.detail)) {
+      setError("reply-message", data.detail.map((e) => e.msg).join(" "));
+      show(status, "fail", "Please correct your reply.");
+    } else if (response.status === 409) {
+      show(status, "fail", "This ticket is closed. Please send a new request above.");
+    } else if (response.status === 429 || response.status === 503) {
+      const wait = response.headers.get("Retry-After");
+      show(status, "fail", `We are busy right now and your reply was not recorded. Please try again${wait ? ` in ${wait} seconds` : " shortly"}.`);
+    } else {
+      show(status, "fail", `Sorry, something went wrong (${response.status}). Your reply was not recorded.`);
+    }
+  } catch (err) {
+    show(status, "fail", "We could not reach the server. Your reply was not recorded; try again.");
+  } finally {
+    button.disabled = false;
+  }
+}
+
 document.getElementById("support-form").addEventListener("submit", submitRequest);
 document.getElementById("status-form").addEventListener("submit", checkStatus);
+document.getElementById("reply-form").addEventListener("submit", sendReply);
+// A link to the page with the ticket in its fragment (/#T-…) opens that ticket.
+if (/^#T-[0-9A-Za-z-]{8,60}$/.test(location.hash)) {
+  document.getElementById("ticket-id").value = location.hash.slice(1);
+  checkStatus();
+}

@@ -26,6 +26,7 @@ from testkit import ServerThread
 
 from fte.kafka import ensure_topics
 from fte.settings import Settings
+from ingress.operator_auth import hash_key
 from schema.topics import EMAIL_INBOUND, WEB_INBOUND, WHATSAPP_INBOUND, topic_name
 
 TWILIO_TOKEN = "test-twilio-auth-token"
@@ -33,6 +34,9 @@ PUBLIC_BASE_URL = "https://support.example.test"
 PUSH_AUDIENCE = "https://support.example.test/webhooks/gmail"
 PUSH_SERVICE_ACCOUNT = "gmail-push@fte-test.iam.gserviceaccount.com"
 SHARED_TOKEN = "shared-dev-token-for-tests"
+# Operator API keys (stored hashed in the settings, like production).
+OPERATOR_KEYS = {"admin": "fte_op_test-admin-key", "agent": "fte_op_test-agent-key",
+                 "viewer": "fte_op_test-viewer-key"}
 
 
 # --- Pub/Sub push tokens ---------------------------------------------------------------
@@ -108,6 +112,7 @@ def ingress_settings(stack, topic_prefix, sandbox_url, push_signer, mailbox) -> 
     return stack.model_copy(update={
         "TOPIC_PREFIX": topic_prefix,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "FORWARDED_HOSTS": "public.example.org",
         "TWILIO_AUTH_TOKEN": __import__("pydantic").SecretStr(TWILIO_TOKEN),
         "GMAIL_MAILBOX": mailbox,
         "GMAIL_DISCOVERY_URL": f"{sandbox_url}/discovery/gmail/v1/rest",
@@ -115,6 +120,8 @@ def ingress_settings(stack, topic_prefix, sandbox_url, push_signer, mailbox) -> 
         "GMAIL_PUSH_SERVICE_ACCOUNT": PUSH_SERVICE_ACCOUNT,
         "GMAIL_PUSH_CERTS_URL": push_signer.certs_url,
         "GMAIL_PUSH_VERIFICATION_TOKEN": __import__("pydantic").SecretStr(SHARED_TOKEN),
+        "OPERATOR_API_KEYS": __import__("pydantic").SecretStr(",".join(
+            f"test-{role}:{role}:{hash_key(key)}" for role, key in OPERATOR_KEYS.items())),
         "RATE_LIMIT_PER_IP": "100000/minute",
         "RATE_LIMIT_PER_IDENTITY": "1000/minute",
     })
@@ -130,8 +137,22 @@ def ingress_url(ingress_settings) -> Iterator[str]:
 
 @pytest.fixture
 def client(ingress_url) -> Iterator[httpx.Client]:
+    """Anonymous, as a customer or a stranger calls the ingress."""
     with httpx.Client(base_url=ingress_url, timeout=30) as c:
         yield c
+
+
+@pytest.fixture
+def operator(ingress_url) -> Iterator[httpx.Client]:
+    """An operator with the agent role (API key)."""
+    with httpx.Client(base_url=ingress_url, timeout=30,
+                      headers={"X-API-Key": OPERATOR_KEYS["agent"]}) as c:
+        yield c
+
+
+@pytest.fixture
+def operator_keys() -> dict[str, str]:
+    return OPERATOR_KEYS
 
 
 # --- Kafka ---------------------------------------------------------------------------------

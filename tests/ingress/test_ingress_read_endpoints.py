@@ -32,7 +32,8 @@ def seed_customer(database_url: str) -> tuple[int, int, str, str]:
     return survivor, conv, email, phone
 
 
-def test_customer_lookup_by_email_or_phone(client, database_url):
+def test_customer_lookup_by_email_or_phone(operator, database_url):
+    client = operator
     customer_id, conv, email, phone = seed_customer(database_url)
     by_email = client.get("/customers/lookup", params={"email": email.upper()})
     assert by_email.status_code == 200
@@ -47,7 +48,8 @@ def test_customer_lookup_by_email_or_phone(client, database_url):
     assert client.get("/customers/lookup").status_code == 422
 
 
-def test_conversation_lists_messages_across_channels_in_order(client, database_url):
+def test_conversation_lists_messages_across_channels_in_order(operator, database_url):
+    client = operator
     _, conv, _, _ = seed_customer(database_url)
     body = client.get(f"/conversations/{conv}").json()
     assert [(m["channel"], m["author"], m["body"]) for m in body["messages"]] == [
@@ -57,7 +59,8 @@ def test_conversation_lists_messages_across_channels_in_order(client, database_u
     assert client.get("/conversations/999999999").status_code == 404
 
 
-def test_channel_metrics_sum_recent_windows(client, database_url):
+def test_channel_metrics_sum_recent_windows(operator, database_url):
+    client = operator
     with psycopg.connect(database_url) as conn:
         conn.execute("DELETE FROM metric_windows WHERE channel = 'web'")
         conn.execute(
@@ -74,8 +77,8 @@ def test_channel_metrics_sum_recent_windows(client, database_url):
     assert web["kb_hit_rate"] == 6 / 9
 
 
-def test_health_reports_kafka_postgres_and_channels(client):
-    response = client.get("/health")
+def test_health_details_report_kafka_postgres_and_channels(operator):
+    response = operator.get("/health/details")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok" and body["kafka"]["ok"] and body["postgres"]["ok"]
@@ -83,11 +86,16 @@ def test_health_reports_kafka_postgres_and_channels(client):
     assert body["channels"]["email"]["push_auth"] == "oidc"
 
 
-def test_prometheus_metrics_and_openapi(client):
+def test_public_health_says_only_whether_it_is_up(client):
+    response = client.get("/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_prometheus_metrics_and_openapi(client, operator):
     client.post("/support/submit", json={"name": "x"})
-    text = client.get("/metrics").text
+    text = operator.get("/metrics").text
     assert "ingress_responses_total" in text and 'route="/support/submit",status="422"' in text
-    paths = client.get("/openapi.json").json()["paths"]
+    paths = operator.get("/openapi.json").json()["paths"]
     for path in ("/support/submit", "/webhooks/whatsapp", "/webhooks/gmail", "/customers/lookup",
                  "/conversations/{conversation_id}", "/metrics/channels", "/health"):
         assert path in paths

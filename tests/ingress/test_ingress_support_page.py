@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import uuid
 
+import psycopg
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,7 +28,8 @@ def page(tmp_path):
             browser.close()
 
 
-def test_customer_fills_the_form_gets_a_ticket_and_checks_its_status(page, ingress_url, inbound):
+def test_customer_fills_the_form_gets_a_ticket_and_checks_its_status(page, ingress_url, inbound,
+                                                                     database_url):
     page.goto(ingress_url + "/")
     # Client-side validation mirrors the server: a short name and a bad email are named.
     page.get_by_label("Your name").fill("J")
@@ -60,6 +62,24 @@ def test_customer_fills_the_form_gets_a_ticket_and_checks_its_status(page, ingre
     state = page.locator("#ticket-state")
     state.wait_for(timeout=15_000)
     assert state.inner_text().startswith("Status: open.")
+
+    # The answer appears without a click: the open ticket refreshes itself.
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO messages (channel, channel_message_id, direction, author, ticket_id, body,"
+            " occurred_at) VALUES ('web', %s, 'outbound', 'agent', %s, 'Refund on its way.', now())",
+            (f"reply-{ticket_id}", ticket_id))
+        conn.execute("UPDATE tickets SET status = 'answered' WHERE id = %s", (ticket_id,))
+    page.get_by_text("Refund on its way.", exact=False).wait_for(timeout=30_000)
+    assert page.locator("#ticket-state").inner_text().startswith("Status: answered.")
+    assert page.evaluate("location.hash") == f"#{ticket_id}"
+
+    # The customer replies in the same ticket.
+    page.get_by_label("Your reply").fill("Thanks, and the second charge?")
+    page.get_by_role("button", name="Send reply").click()
+    page.locator("#reply-status.ok").wait_for(timeout=15_000)
+    replies = [e for _, e in inbound("web", expect=2) if e["metadata"].get("ticket_reply")]
+    assert [(e["ticket_id"], e["body"]) for e in replies] == [(ticket_id, "Thanks, and the second charge?")]
 
 
 def test_unknown_ticket_number_shows_an_error(page, ingress_url):

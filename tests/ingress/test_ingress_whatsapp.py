@@ -100,6 +100,15 @@ def test_forwarded_proto_and_host_are_honoured_behind_a_proxy(client, inbound, t
     assert len(inbound("whatsapp", expect=1)) == 1
 
 
+def test_forwarded_host_that_is_not_ours_is_ignored(client, twilio_token):
+    """A request signed for a host we do not serve is refused whatever X-Forwarded-Host says."""
+    form = twilio_form()
+    spoofed = "https://evil.example/webhooks/whatsapp"
+    headers = {**sign(twilio_token, form, spoofed), "X-Forwarded-Proto": "https",
+               "X-Forwarded-Host": "evil.example"}
+    assert client.post("/webhooks/whatsapp", data=form, headers=headers).status_code == 403
+
+
 @pytest.mark.parametrize("field,value", [("From", "whatsapp:not-a-number"), ("MessageSid", ""),
                                          ("Body", "")])
 def test_bad_fields_are_named_in_a_422(client, twilio_token, field, value):

@@ -402,6 +402,34 @@ def test_services_and_edge_route_to_real_ports():
     assert "CONSOLE_USERS" in _env(console)
 
 
+def test_edge_routes_only_the_public_surface():
+    import re
+
+    edge = _by_name("Ingress", "fte")
+    support = next(r for r in edge["spec"]["rules"] if r["host"].startswith("support."))
+    routed = [(p["path"], p["pathType"]) for p in support["http"]["paths"]]
+    assert set(routed) == {("/", "Exact"), ("/static/", "Prefix"), ("/support/", "Prefix"),
+                           ("/webhooks/", "Prefix"), ("/health", "Exact")}
+
+    def public(path: str) -> bool:
+        return any(path == p if kind == "Exact" else path.startswith(p) for p, kind in routed)
+
+    for operator in ("/customers/lookup", "/conversations/1", "/metrics", "/metrics/channels",
+                     "/docs", "/openapi.json", "/health/details"):
+        assert not public(operator), operator
+    assert all(re.match(r"^/(support|webhooks|static)/|^/(health)?$", p) for p, _ in routed)
+
+
+def test_channel_secrets_only_in_the_pods_that_use_them():
+    for where, pod in _pod_specs():
+        for container in pod["containers"]:
+            command = " ".join(container.get("command", []))
+            uses_channels = command in ("fte ingress", "fte dispatch")
+            assert ("TWILIO_AUTH_TOKEN" in _env(container)) == uses_channels, (where, command)
+            mounts = {m["name"] for m in container.get("volumeMounts", [])}
+            assert ("gmail" in mounts) == uses_channels, (where, command)
+
+
 def test_dispatcher_replicas_only_when_claims_are_exclusive():
     scaled = _by_name("ScaledObject", "dispatcher")["spec"]
     source = (REPO / "sinks" / "dispatcher.py").read_text()
