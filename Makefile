@@ -6,10 +6,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test system-deps
 
-$(STAMP): pyproject.toml
+# The runtime dependencies come from the image's hash-pinned lock, so the tests run with
+# exactly what production ships; the test extras are resolved within those pins.
+$(STAMP): pyproject.toml k8s/requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes --no-deps -r k8s/requirements.lock
+	sed -e '/^ *--hash/d' -e 's/ *\\$$//' k8s/requirements.lock > $(VENV)/constraints.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
 # Debian's chromium for the browser tests; installed once, skipped when present.
