@@ -3,7 +3,8 @@
 Escalation actions guard their preconditions in SQL (see schema/queries/console.py), so a
 stale page or a double click changes nothing twice. A human reply takes the same path as
 the agent's: a `Reply` in the outbox (the dispatcher delivers it, with retries and the
-channel's circuit breaker), then a `HumanReply` event on `support.replies.human`.
+channel's circuit breaker) and, in the same transaction, a `replied` event (reply kind
+`human`) in the event outbox, which `fte relay` publishes to support.events.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaException
+from datetime import UTC, datetime
+
 from psycopg.types.json import Jsonb
 
 from console import data
-from fte.kafka import DeliveryFailed, produce_sync
+from fte.kafka import produce_sync
 from fte.logs import get_logger
-from schema.events import Channel, HumanReply, Reply, ReplyKind
+from schema.events import Channel, Reply, ReplyKind, SupportEvent, SupportEventKind
 from schema.queries import console as q
-from schema.topics import HUMAN_REPLIES, topic_name
+from schema.queries.events import OutboxEvent, insert_event_batch
 
 log = get_logger(__name__)
 
@@ -120,8 +122,6 @@ def reply_target(conn, esc: dict[str, Any]) -> ReplyTarget:
 @dataclass(frozen=True)
 class HumanReplyResult:
     reply: Reply
-    published: bool
-    error: str | None = None
     duplicate: bool = False  # this compose was queued before (a double click): nothing new
 
 
@@ -159,9 +159,10 @@ REPLY_ID = re.compile(r"^[0-9a-f]{32}$")
 
 def reply_as_human(escalation_id: int, user: str, text: str,
                    reply_id: str | None = None) -> HumanReplyResult:
-    """Queue the reply in the outbox (the customer gets it even if Kafka is down), then
-    announce it on support.replies.human. `reply_id` is the compose's idempotency key: the
-    outbox row is unique per key, so a second click with the same key queues nothing."""
+    """Queue the reply in the outbox and its `replied` event in the event outbox, in one
+    transaction (the customer gets it and the metrics count it even if Kafka is down).
+    `reply_id` is the compose's idempotency key: the outbox row is unique per key, so a
+    second click with the same key queues nothing."""
     text = text.strip()
     if not text:
         raise ValueError("the reply is empty")
@@ -181,21 +182,22 @@ def reply_as_human(escalation_id: int, user: str, text: str,
         # Serialise concurrent clicks on the same key; the unique outbox key does the rest.
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (reply.inbound_key,))
         if conn.execute(q.OUTBOX_ROW, {"inbound_key": reply.inbound_key}).fetchone():
-            return HumanReplyResult(reply, False, duplicate=True)
+            return HumanReplyResult(reply, duplicate=True)
         enqueue_replies(conn, [reply], escalation_id=escalation_id)
+        insert_event_batch(conn, reply.inbound_key, [human_replied_event(esc, reply)])
         audit(conn, user, "human_reply", f"escalation:{escalation_id}",
               {"reply": reply.inbound_key, "channel": reply.channel.value})
     data.invalidate()
-    event = HumanReply(reply_id=reply_id, escalation_id=escalation_id,
-                       customer_id=int(esc["customer_id"]), author=user, body=text)
-    s = data.settings()
-    try:
-        produce_sync(data.producer(s.kafka_bootstrap), topic_name(HUMAN_REPLIES, s.TOPIC_PREFIX),
-                     event.to_bytes(), key=str(esc["customer_id"]), timeout=5)
-        return HumanReplyResult(reply, True)
-    except (DeliveryFailed, KafkaException, BufferError) as exc:  # the outbox row is the truth
-        log.warning("console.human_reply.publish_failed", escalation_id=escalation_id, error=str(exc))
-        return HumanReplyResult(reply, False, f"{type(exc).__name__}: {exc}")
+    return HumanReplyResult(reply)
+
+
+def human_replied_event(esc: dict[str, Any], reply: Reply) -> OutboxEvent:
+    event = SupportEvent(kind=SupportEventKind.REPLIED, channel=reply.channel,
+                         inbound_key=reply.inbound_key, customer_id=reply.customer_id,
+                         ticket_id=reply.ticket_id, priority=esc.get("priority") or "normal",
+                         occurred_at=datetime.now(UTC), reason=esc.get("reason"),
+                         reply_kind=ReplyKind.HUMAN.value)
+    return OutboxEvent("support.events", str(reply.customer_id), event.model_dump_json())
 
 
 # --- dead letters ------------------------------------------------------------------------

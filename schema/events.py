@@ -181,17 +181,6 @@ class MetricWindow(Event):
         return self.escalated / handled if handled else 0.0
 
 
-class HumanReply(Event):
-    """A support lead's reply from the console, routed through the outbox."""
-
-    reply_id: Annotated[str, Field(min_length=8, max_length=64)]
-    escalation_id: int
-    customer_id: int
-    author: str
-    body: Annotated[str, Field(min_length=1, max_length=MAX_BODY_CHARS)]
-    created_at: AwareDatetime = Field(default_factory=utcnow)
-
-
 class Alert(Event):
     kind: Literal["escalation_rate", "first_response_p95", "consumer_lag", "dead_letters", "sla_breach"]
     value: float

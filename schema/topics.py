@@ -23,7 +23,6 @@ EMAIL_INBOUND = Topic("channel.email.inbound", 4, "normalized sender identity")
 WHATSAPP_INBOUND = Topic("channel.whatsapp.inbound", 4, "normalized sender identity")
 WEB_INBOUND = Topic("channel.web.inbound", 4, "normalized sender identity")
 SUPPORT_EVENTS = Topic("support.events", 4, "customer id")
-HUMAN_REPLIES = Topic("support.replies.human", 4, "customer id")
 ESCALATIONS = Topic("support.escalations", 4, "customer id")
 ALERTS = Topic("support.alerts", 1, "alert kind", retention_ms=30 * 24 * 3600 * 1000)
 DEADLETTER = Topic("deadletter", 4, "source topic", retention_ms=30 * 24 * 3600 * 1000)
@@ -33,7 +32,6 @@ ALL_TOPICS: tuple[Topic, ...] = (
     WHATSAPP_INBOUND,
     WEB_INBOUND,
     SUPPORT_EVENTS,
-    HUMAN_REPLIES,
     ESCALATIONS,
     ALERTS,
     DEADLETTER,

@@ -63,14 +63,8 @@ def test_resolve_hands_the_customer_back_to_the_agent(console_env, db):
                       "AND status IN ('open', 'assigned')").fetchone() == (0,)
 
 
-def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, db):
-    import pytest
-
-    pytest.importorskip("flows.formatting", reason="the channel formatter is not in the tree yet")
-    pytest.importorskip("sinks.outbox", reason="the reply outbox is not in the tree yet")
-    from confluent_kafka import Consumer, TopicPartition
-
-    from schema.events import HumanReply, parse_event
+def test_reply_as_a_human_goes_through_the_outbox_with_its_event(console_env, db):
+    from schema.events import SupportEvent, parse_event
 
     at = open_page("escalations", user="ana")
     # Ada's escalation came by email; she wrote on WhatsApp since: the reply still goes to
@@ -92,19 +86,13 @@ def test_reply_as_a_human_goes_through_the_outbox_and_is_announced(console_env, 
                       "OR channel_message_id LIKE %s", (key, f"%{key.split(':', 1)[1]}%")).fetchall()
     assert ("human", "outbound", "email") in sent
 
-    topic = console_env["topic_prefix"] + "support.replies.human"
-    consumer = Consumer({"bootstrap.servers": console_env["kafka_bootstrap"], "group.id": "t-human",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(4)])
-    msg = None
-    for _ in range(20):
-        msg = consumer.poll(1)
-        if msg is not None and not msg.error():
-            break
-    consumer.close()
-    event = parse_event(HumanReply, msg.value())
-    assert (event.escalation_id, event.customer_id, event.author) == (1, 1, "ana")
-    assert msg.key() == b"1" and key == f"human:{event.reply_id}"
+    # Its `replied` event (reply kind human) is in the event outbox, committed with the reply.
+    (events,) = db.execute("SELECT events FROM event_outbox WHERE batch_key = %s", (key,)).fetchone()
+    [(topic, event_key, value)] = events
+    event = parse_event(SupportEvent, value.encode())
+    assert (topic, event_key) == ("support.events", "1")
+    assert (event.kind.value, event.reply_kind, event.customer_id, event.inbound_key) == (
+        "replied", "human", 1, key)
 
 
 def test_human_reply_is_formatted_for_the_escalations_own_channel(console_env, db):
