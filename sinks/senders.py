@@ -42,8 +42,9 @@ EMAIL_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 
 
 def ticket_page_url(base_url: str, ticket_id: str) -> str:
-    """Where a customer reads (and answers) their ticket."""
-    return f"{base_url.rstrip('/')}/ticket/{ticket_id}"
+    """Where a customer reads (and answers) their ticket: the support page opens the ticket
+    named in its fragment (which browsers never send to the server, so it stays out of logs)."""
+    return f"{base_url.rstrip('/')}/#{ticket_id}"
 
 
 def _timed_out(exc: BaseException) -> bool:

@@ -152,6 +152,9 @@ def _confirm(conn: psycopg.Connection, v: dict, method: str) -> Confirmed:
     customer_id, merged = link_verified(conn, ticket["customer_id"], ident, verified_by=method)
     conn.execute("UPDATE identifier_verifications SET confirmed_at = now(), linked_customer_id = %s "
                  "WHERE id = %s", (customer_id, v["id"]))
+    if v["kind"] == "email":  # the ticket's answers may now go to that address too
+        conn.execute("UPDATE tickets SET contact_email_verified = true "
+                     "WHERE id = %s AND lower(contact_email) = lower(%s)", (v["ticket_id"], v["value"]))
     # The code is spent: keep no readable copy of it in the outbox once delivered.
     conn.execute("UPDATE reply_outbox SET body = '[verification message]', payload = payload || "
                  "'{\"parts\": [\"[verification message]\"]}' WHERE inbound_key = %s AND status = 'sent'",

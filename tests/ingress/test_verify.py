@@ -141,12 +141,17 @@ def test_email_verified_by_link_once_and_codes_are_attempt_limited(verify_env):
     r = client.post("/support/verify/confirm", json={"ticket_id": ticket, "kind": "email", "code": code})
     assert r.status_code == 429  # five wrong codes: even the right one is refused now
     assert not sql(db, "SELECT 1 FROM customer_identifiers WHERE value = %s", (email,))
+    assert sql(db, "SELECT contact_email_verified FROM tickets WHERE id = %s", (ticket,)) == [
+        {"contact_email_verified": False}]
 
     r = client.get(f"/support/verify/{token}")
     assert r.status_code == 200 and "confirmed" in r.text
     linked = sql(db, "SELECT customer_id, verified, verified_by FROM customer_identifiers WHERE value = %s",
                  (email,))
     assert linked == [{"customer_id": form_customer, "verified": True, "verified_by": "web-link"}]
+    # The ticket's answers now also go to that address (sinks/dispatcher.py: _email_copy).
+    assert sql(db, "SELECT contact_email_verified FROM tickets WHERE id = %s", (ticket,)) == [
+        {"contact_email_verified": True}]
     assert client.get(f"/support/verify/{token}").status_code == 404  # single use
     assert client.get(f"/support/verify/{'x' * 43}").status_code == 404
 

@@ -154,7 +154,7 @@ def test_outside_the_session_window_the_template_is_sent(conn, app_settings, cha
     d = make_dispatcher(s, whatsapp_template=True)
     d.run_once(conn, "whatsapp", TwilioSender(s))
     sent = twilio_sent(channel_api_server, to)
-    assert [m["body"] for m in sent] == ['{"1": "https://support.example.test/ticket/T-WINDOW0001"}']
+    assert [m["body"] for m in sent] == ['{"1": "https://support.example.test/#T-WINDOW0001"}']
     assert row_of(conn, r.inbound_key)["status"] == "sent"
 
 
@@ -212,4 +212,4 @@ def test_web_answer_is_emailed_with_the_ticket_link_only_to_a_verified_email(
     [mail] = mails
     assert mail["subject"] == "Re: Invoice"
     assert "You can download it under Orders." in mail["text"]
-    assert f"{BASE}/ticket/{ticket}" in mail["text"]
+    assert f"{BASE}/#{ticket}" in mail["text"]
