@@ -62,6 +62,7 @@ NOTIFICATIONS = Counter("fte_notifications_total", "Notifications, per target an
                         ["target", "outcome"])
 NOTIFY_DELAY = Histogram("fte_notification_delay_seconds", "Event time to notification sent",
                          ["source"], buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300))
+RELAYED = Counter("fte_relayed_events_total", "Event-outbox events published to Kafka", ["topic"])
 ALERTS_RAISED = Counter("fte_alerts_total", "Alerts seen, per kind", ["kind"])
 HEARTBEAT_AGE = Gauge("fte_heartbeat_age_seconds", "Seconds since the work loop last beat", ["service"])
 UP_SINCE = Gauge("fte_process_start_time_seconds", "When this service process started", ["service"])

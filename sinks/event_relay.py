@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import psycopg
 
+from fte import observability
 from fte.logs import get_logger
 from schema.queries.events import NOTIFY_CHANNEL, claim_pending, mark_published
 
@@ -78,6 +79,9 @@ class EventRelay:
                 # Not marked: the transaction rolls back and the rows stay pending.
                 raise DeliveryFailed(f"{remaining} undelivered, errors: {failures[:3]}")
             mark_published(conn, [b.id for b in batches])
+        for b in batches:
+            for e in b.events:
+                observability.RELAYED.labels(e.topic).inc()
         self.published += n
         return len(batches)
 
@@ -87,6 +91,7 @@ class EventRelay:
                 with psycopg.connect(self.database_url, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     while not self._stop.is_set():
+                        observability.beat("event-relay")  # /livez: the loop turns (idle poll included)
                         if self.relay_once(conn):
                             continue  # more may be pending
                         # Nothing pending: sleep until a NOTIFY (or the idle poll).

@@ -24,6 +24,10 @@ def run(args, settings) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    from fte import observability
+
+    observability.serve("relay", settings)  # /metrics, /livez (the relay loop's heartbeat)
+    observability.record_uptime("relay", settings)
     relay = build_relay(settings).start()
     log.info("relay.start")
     stop.wait()

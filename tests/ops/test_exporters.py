@@ -36,10 +36,11 @@ def test_flows_and_dispatcher_export_while_they_work(flow_env, services, migrate
     support = services(["flow"], flow_env)
     metrics = services(["metrics-flow"], flow_env)
     dispatch = services(["dispatch"], flow_env)
-    for service in (support, metrics, dispatch):
+    relay = services(["relay"], flow_env)
+    for service in (support, metrics, dispatch, relay):
         service.wait_ready()
         assert service.get("/livez").status_code == 200
-    assert len({support.port, metrics.port, dispatch.port}) == 3
+    assert len({support.port, metrics.port, dispatch.port, relay.port}) == 4
 
     messages = [inbound("web", f"How do I reset my password? ({i})", email=f"web{i}@example.com",
                         name="Ann") for i in range(3)]
@@ -50,10 +51,12 @@ def test_flows_and_dispatcher_export_while_they_work(flow_env, services, migrate
     wait_for(lambda: support.metric("fte_messages_in_total", channel="web") == 3
              and support.metric("fte_messages_in_total", channel="whatsapp") == 2, 120,
              "support flow counted the messages in")
-    assert support.metric("fte_batch_size_count", stage="handle") >= 1
-    assert support.metric("fte_batch_size_sum", stage="handle") == 5
-    assert support.metric("fte_stage_seconds_count", stage="handle") >= 1
-    assert support.metric("fte_messages_out_total", kind="received") == 5
+    for stage in ("load_context", "decide", "persist"):
+        assert support.metric("fte_stage_seconds_count", stage=stage) >= 1
+    assert support.metric("fte_batch_size_count", stage="load_context") >= 1
+    assert support.metric("fte_batch_size_sum", stage="load_context") == 5
+    # One reply planned per message (an answer, a question or an escalation acknowledgement).
+    assert support.metric("fte_messages_out_total") == 5
     assert support.metric("fte_agent_seconds_count") >= 1
     wait_for(lambda: support.metric("fte_recovery_partitions_held") >= 1, 30, "recovery partitions")
     # Bytewax's Kafka source reports its lag per partition through the same registry.
@@ -66,13 +69,19 @@ def test_flows_and_dispatcher_export_while_they_work(flow_env, services, migrate
     assert 'fte_breaker_open{channel="web"} 0.0' in text
     assert dispatch.metric("fte_heartbeat_age_seconds") < 60
 
+    # The relay publishes the batches' events (received, replied, ...) and counts them.
+    wait_for(lambda: relay.metric("fte_relayed_events_total", topic="support.events") >= 10, 60,
+             "relay counted the events it published")
+    assert relay.metric("fte_heartbeat_age_seconds") < 60
+
     # The metrics flow beats and snapshots; every service recorded its minute of uptime.
     assert metrics.get("/readyz").status_code == 200
     wait_for(lambda: metrics.metric("fte_recovery_partitions_held") >= 1, 30, "metrics flow recovery")
     def recorded() -> set[str]:
         with psycopg.connect(migrated_db) as conn:
             return {r[0] for r in conn.execute("SELECT DISTINCT service FROM service_uptime").fetchall()}
-    wait_for(lambda: {"support-flow", "metrics-flow", "dispatcher"} <= recorded(), 30, "uptime recorded")
+    wait_for(lambda: {"support-flow", "metrics-flow", "dispatcher", "relay"} <= recorded(), 30,
+             "uptime recorded")
 
 
 def test_liveness_fails_while_the_work_loop_hangs_and_recovers(tmp_path, settings):
