@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from fte.logs import configure_logging
@@ -23,6 +24,7 @@ COMMAND_MODULES = [
     "fte.commands.eval",
     "fte.commands.flow",
     "fte.commands.dispatch",
+    "fte.commands.recovery",
 ]
 
 
@@ -38,7 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL)
     args = build_parser().parse_args(argv)
-    return int(args.func(args, settings) or 0)
+    # SIGTERM (the supervisor, Kubernetes) stops a command like Ctrl-C; a stop asked for is
+    # not an error and prints no traceback. Servers that install their own handlers keep them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":
