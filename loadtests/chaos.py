@@ -235,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         plan = names * max(1, int(args.soak // args.fault_every)) if args.soak else names
         plan = plan[:max(0, int(args.soak // args.fault_every))] if args.soak else plan
         for n, name in enumerate(plan, start=1):
-            mark = total * n // (len(plan) + 1)
-            while traffic.sent < mark and not traffic.finished:
-                time.sleep(0.2)
+            if args.soak:  # one fault every --fault-every minutes
+                time.sleep(max(0.0, started + n * args.fault_every * 60 - time.monotonic()))
+            else:  # spread over the traffic
+                mark = total * n // (len(plan) + 1)
+                while traffic.sent < mark and not traffic.finished:
+                    time.sleep(0.2)
             print(f"  fault {name} after {traffic.sent} messages", flush=True)
             at = time.monotonic()
             record = INJECTORS[name](rig)
@@ -245,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                 faults[name] += 1
             log.append({"fault": name, "after": traffic.sent, "seconds": round(time.monotonic() - at, 1),
                         **{k: v for k, v in record.items() if k != "injected"}})
+        if args.soak:  # steady traffic for the stated time, whatever got through
+            sender.join(max(0.0, started + args.soak * 60 - time.monotonic()))
+            traffic.stop()
         sender.join()
         print(f"  traffic done: {len(traffic.accepted)} accepted, refusals retried "
               f"{dict(traffic.refusals)}", flush=True)

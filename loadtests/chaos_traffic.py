@@ -63,8 +63,9 @@ class Traffic:
     finished: bool = False
     pubsub_silent_until: float = 0.0  # monotonic; set by the silent Pub/Sub fault
     _pending_mail: list[tuple[int, str, str]] = field(default_factory=list)  # (historyId, key, to)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _senders_done: bool = False
 
     def __post_init__(self) -> None:
         for url in (self.ingress_url, self.sandbox_url):
@@ -74,36 +75,61 @@ class Traffic:
         self._stop.set()
 
     def run(self) -> None:
-        """Send `total` messages at `rate` a second (round robin over the channels)."""
+        """Send `total` messages at `rate` a second, one sender per channel plus the Pub/Sub pusher."""
         try:
-            self._send_all()
+            shares = {c: self.total // len(self.channels) + (1 if i < self.total % len(self.channels) else 0)
+                      for i, c in enumerate(self.channels)}
+            senders = [threading.Thread(target=self._send_channel, args=(c, n, self.rate * n / self.total),
+                                        name=f"traffic-{c}") for c, n in shares.items() if n]
+            pusher = threading.Thread(target=self._push_loop, name="traffic-pubsub")
+            for t in senders:
+                t.start()
+            if "email" in shares:
+                pusher.start()
+            for t in senders:
+                t.join()
+            self._senders_done = True
+            if "email" in shares:
+                pusher.join()
         finally:
             self.finished = True
 
-    def _send_all(self) -> None:
-        rng = random.Random(7)
+    def _send_channel(self, channel: str, count: int, rate: float) -> None:
+        rng = random.Random(f"{channel}-7")
         questions = load_questions()
         started = time.monotonic()
         with httpx.Client(base_url=self.ingress_url, timeout=15.0) as ingress, \
                 httpx.Client(base_url=self.sandbox_url, timeout=15.0) as sandbox:
-            for i in range(self.total):
+            for i in range(count):
                 if self._stop.is_set():
                     break
-                channel = self.channels[i % len(self.channels)]
-                self.sent += 1
+                with self._lock:
+                    self.sent += 1
                 if channel == "web":
                     self._web(ingress, rng, questions)
                 elif channel == "whatsapp":
                     self._whatsapp(ingress, rng, questions)
                 else:
-                    self._email(ingress, sandbox, rng, questions, i)
+                    self._email(sandbox, rng, questions, i)
+                time.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+
+    def _push_loop(self) -> None:
+        """Pub/Sub: pushes the newest historyId every half second until every mail is accepted."""
+        deadline = None
+        with httpx.Client(base_url=self.ingress_url, timeout=15.0) as ingress:
+            while True:
                 self._push_pending(ingress)
-                time.sleep(max(0.0, started + (i + 1) / self.rate - time.monotonic()))
-            deadline = time.monotonic() + self.retry_for_s
-            while self._pending_mail and time.monotonic() < deadline:  # after a silent period
-                time.sleep(1.0)
-                self._push_pending(ingress)
+                if self._senders_done:
+                    deadline = deadline or time.monotonic() + self.retry_for_s
+                    if not self._pending_mail or time.monotonic() > deadline:
+                        break
+                time.sleep(0.5)
+        with self._lock:
             self.gave_up += len(self._pending_mail)
+
+    def _gave_up(self) -> None:
+        with self._lock:
+            self.gave_up += 1
 
     def _accept(self, key: str, recipient: str) -> None:
         with self._lock:
@@ -113,7 +139,7 @@ class Traffic:
         body = web_submission(rng, questions)
         response = self._deliver(client, client.build_request("POST", SUBMIT_PATH, json=body), 202)
         if response is None:
-            self.gave_up += 1
+            self._gave_up()
         else:
             self._accept(f"web:{response.json()['ticket_id']}", body["email"])
 
@@ -126,12 +152,11 @@ class Traffic:
         request = client.build_request("POST", WHATSAPP_PATH, data=form,
                                        headers={"X-Twilio-Signature": signature})
         if self._deliver(client, request, 200) is None:
-            self.gave_up += 1
+            self._gave_up()
         else:
             self._accept(f"whatsapp:{form['MessageSid']}", phone)
 
-    def _email(self, ingress: httpx.Client, sandbox: httpx.Client, rng: random.Random,
-               questions: list[str], i: int) -> None:
+    def _email(self, sandbox: httpx.Client, rng: random.Random, questions: list[str], i: int) -> None:
         sender = f"chaos-{uuid.uuid4().hex[:10]}@example.com"
         msg = EmailMessage()
         msg["From"], msg["To"] = f"Chaos {i} <{sender}>", self.settings.GMAIL_MAILBOX
@@ -142,20 +167,23 @@ class Traffic:
             "raw": base64.urlsafe_b64encode(msg.as_bytes()).decode(), "mailbox": self.settings.GMAIL_MAILBOX})
         delivered.raise_for_status()  # the mail is in the mailbox: Gmail has it
         d = delivered.json()
-        self._pending_mail.append((int(d["historyId"]), f"email:{d['id']}", sender))
+        with self._lock:
+            self._pending_mail.append((int(d["historyId"]), f"email:{d['id']}", sender))
 
     def _push_pending(self, client: httpx.Client) -> None:
         """One push for the newest historyId covers every mail before it."""
         if not self._pending_mail or time.monotonic() < self.pubsub_silent_until:
             return
-        newest = max(h for h, _k, _t in self._pending_mail)
+        with self._lock:
+            newest = max(h for h, _k, _t in self._pending_mail)
         token = self.settings.GMAIL_PUSH_VERIFICATION_TOKEN
         params = {"token": token.get_secret_value()} if token else {}
         request = client.build_request("POST", GMAIL_PUSH_PATH, params=params,
                                        json=gmail_push(self.settings, newest))
         if self._deliver(client, request, (200, 204), retry_for_s=30.0) is not None:
-            covered = [m for m in self._pending_mail if m[0] <= newest]
-            self._pending_mail = [m for m in self._pending_mail if m[0] > newest]
+            with self._lock:
+                covered = [m for m in self._pending_mail if m[0] <= newest]
+                self._pending_mail = [m for m in self._pending_mail if m[0] > newest]
             for _h, key, to in covered:
                 self._accept(key, to)
 
