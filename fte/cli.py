@@ -43,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (the supervisor, Kubernetes) stops a command like Ctrl-C; a stop asked for is
     # not an error and prints no traceback. Servers that install their own handlers keep them.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    from fte.recovery_store import interrupted
+
     try:
         return int(args.func(args, settings) or 0)
     except KeyboardInterrupt:
         return 0
+    except Exception as exc:
+        if interrupted(exc):  # a library wrapped the interrupt (e.g. a sink's database call)
+            return 0
+        raise
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fte.logs import get_logger
-from fte.recovery_store import StoreInUse, StoreLock, init_store, unresumable
+from fte.recovery_store import StoreInUse, StoreLock, init_store, interrupted, unresumable
 
 log = get_logger(__name__)
 
@@ -66,7 +66,7 @@ def run_dataflow(flow, *, name: str, args, settings) -> int:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        if isinstance(exc.__cause__, KeyboardInterrupt):
+        if interrupted(exc):
             pass
         elif recovery is not None and unresumable(exc):
             message = (f"recovery store {directory} cannot be resumed ({type(exc).__name__}: "

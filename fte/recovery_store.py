@@ -91,9 +91,20 @@ def unresumable(exc: BaseException) -> bool:
         NoPartitionsError,
     )
 
+    return any(isinstance(e, InconsistentPartitionsError | MissingPartitionsError | NoPartitionsError)
+               for e in exception_chain(exc))
+
+
+def exception_chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and everything it was raised from or while handling (Bytewax wraps Python errors)."""
+    chain: list[BaseException] = []
     seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, InconsistentPartitionsError | MissingPartitionsError | NoPartitionsError):
-            return True
+    while seen is not None and seen not in chain:
+        chain.append(seen)
         seen = seen.__cause__ or seen.__context__
-    return False
+    return chain
+
+
+def interrupted(exc: BaseException) -> bool:
+    """A stop that was asked for (Ctrl-C, SIGTERM), however deep a library wrapped it."""
+    return any(isinstance(e, KeyboardInterrupt) for e in exception_chain(exc))

@@ -88,8 +88,10 @@ def soak(settings: Settings, database_url: str, rate: float, minutes: float, int
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap,
                "TOPIC_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
-        flow = subprocess.Popen([sys.executable, "-m", "fte.cli", "metrics-flow", "--recovery-dir", tmp],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = Path(tmp) / "flow.log"
+        flow = subprocess.Popen([sys.executable, "-m", "fte.cli", "metrics-flow", "--recovery-dir",
+                                 str(Path(tmp) / "store")], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                stderr=log.open("wb"))
         proc = psutil.Process(flow.pid)
         try:
             time.sleep(8)  # start-up (imports, recovery store) is not what is measured
@@ -115,8 +117,9 @@ def soak(settings: Settings, database_url: str, rate: float, minutes: float, int
                 flow.wait(30)
             except subprocess.TimeoutExpired:
                 flow.kill()
-    if flow.returncode not in (0, None, -2):
-        print(f"  metrics flow exited with {flow.returncode}", flush=True)
+            if flow.returncode not in (0, None):
+                print(f"  metrics flow exited with {flow.returncode}:\n{log.read_text(errors='replace')[-3000:]}",
+                      flush=True)
     third = max(1, len(rows) // 3)
     first = sum(r["cpu_ms_per_event"] for r in rows[:third]) / third if rows else 0.0
     last = sum(r["cpu_ms_per_event"] for r in rows[-third:]) / third if rows else 0.0
