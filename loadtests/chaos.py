@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         dead = [s.name for s in services.values() if not s.alive()]
         if dead:
             raise SystemExit(f"exited during start-up: {dead}; see {run_dir}")
-        sender = threading.Thread(target=traffic.run, name="traffic")
+        sender = threading.Thread(target=traffic.run, name="traffic", daemon=True)
         sender.start()
         if sampler:
             sampler.start()
@@ -243,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                     time.sleep(0.2)
             print(f"  fault {name} after {traffic.sent} messages", flush=True)
             at = time.monotonic()
-            record = INJECTORS[name](rig)
+            try:
+                record = INJECTORS[name](rig)
+            except Exception as exc:  # noqa: BLE001 -- a fault that could not be undone is reported, the run goes on
+                record = {"injected": True, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+                rig.notes.append(f"{name}: {record['error']}")
             if record["injected"]:
                 faults[name] += 1
             log.append({"fault": name, "after": traffic.sent, "seconds": round(time.monotonic() - at, 1),
@@ -263,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                         events_by_key(settings.kafka_bootstrap, topic_name(SUPPORT_EVENTS, settings.TOPIC_PREFIX)))
         letters = dead_letters(settings.database_url, settings.TOPIC_PREFIX)
     finally:
+        traffic.stop()
         for service in reversed(list(services.values())):
             service.stop()
         if rig.kafka is not None and rig.kafka.pid() is None:

@@ -89,7 +89,7 @@ def kafka_restart(rig: Rig) -> dict:
         return {"injected": False}
     rig.kafka.stop()
     time.sleep(rig.down_s)
-    rig.kafka.start()
+    _start_until_up(rig.kafka)
     return {"injected": True}
 
 
@@ -98,8 +98,19 @@ def postgres_restart(rig: Rig) -> dict:
         return {"injected": False}
     rig.postgres.stop()
     time.sleep(rig.down_s)
-    rig.postgres.start()
+    _start_until_up(rig.postgres)
     return {"injected": True}
+
+
+def _start_until_up(server, attempts: int = 3) -> None:
+    """A restart on a busy machine can outlast one start timeout: try again before giving up."""
+    for attempt in range(1, attempts + 1):
+        try:
+            server.start()
+            return
+        except (RuntimeError, TimeoutError):
+            if attempt == attempts:
+                raise
 
 
 def second_instance(rig: Rig) -> dict:

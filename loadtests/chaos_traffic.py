@@ -80,8 +80,8 @@ class Traffic:
             shares = {c: self.total // len(self.channels) + (1 if i < self.total % len(self.channels) else 0)
                       for i, c in enumerate(self.channels)}
             senders = [threading.Thread(target=self._send_channel, args=(c, n, self.rate * n / self.total),
-                                        name=f"traffic-{c}") for c, n in shares.items() if n]
-            pusher = threading.Thread(target=self._push_loop, name="traffic-pubsub")
+                                        name=f"traffic-{c}", daemon=True) for c, n in shares.items() if n]
+            pusher = threading.Thread(target=self._push_loop, name="traffic-pubsub", daemon=True)
             for t in senders:
                 t.start()
             if "email" in shares:
@@ -192,7 +192,7 @@ class Traffic:
         """Retry like Twilio, Pub/Sub and a browser do, until accepted or the window closes."""
         ok_codes = (ok,) if isinstance(ok, int) else ok
         deadline = time.monotonic() + (retry_for_s or self.retry_for_s)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stop.is_set():
             try:
                 response = client.send(request)
             except httpx.HTTPError as exc:
