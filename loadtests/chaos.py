@@ -82,7 +82,10 @@ def run_environment(base: Settings, run_dir: Path) -> tuple[dict[str, str], Sett
            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ingress_port}", "SANDBOX_PORT": str(sandbox_port),
            # One client address sends everything: the per-IP limit would refuse the run itself.
            "RATE_LIMIT_PER_IP": "1000000/minute", "RATE_LIMIT_PER_IDENTITY": "1000/minute",
-           "DEMO_TRAFFIC_RATE": "0", "LOG_LEVEL": "WARNING"}
+           "DEMO_TRAFFIC_RATE": "0", "LOG_LEVEL": "WARNING",
+           # A mailbox of its own: the ingress keeps each mailbox's history cursor in Postgres,
+           # and a fresh local Gmail API starts its history again from 1.
+           "GMAIL_MAILBOX": f"support-{run_id}@example.com"}
     for key in ("TWILIO_API_BASE", "GMAIL_DISCOVERY_URL", "GMAIL_PUSH_VERIFICATION_TOKEN"):
         env.pop(key, None)
     settings = Settings(**{k: v for k, v in env.items() if k in Settings.model_fields})
