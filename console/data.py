@@ -20,6 +20,7 @@ from fte.settings import Settings, get_settings
 from schema import db
 from schema.identity import InvalidIdentifier, normalize_email, normalize_phone
 from schema.queries import console as q
+from schema.queries import services as services_q
 from schema.topics import ALL_TOPICS, topic_name
 
 READ_TTL_S = 5
@@ -107,6 +108,10 @@ def inbound_by_channel_today() -> pd.DataFrame:
 
 def recent_alerts(limit: int = 10) -> pd.DataFrame:
     return frame(q.RECENT_ALERTS, limit=limit)
+
+
+def crash_loops(hours: float = 1.0) -> pd.DataFrame:
+    return frame(services_q.CRASH_LOOPS_SINCE, since=since(hours))
 
 
 # --- SLA ---------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from bytewax.operators.windowing import Clock, ClockLogic, TumblingWindower, fol
 from bytewax.outputs import Sink
 
 from flows.alerts import HealthSample, breach_alert, health_alerts, window_alerts
+from flows.bucketed import BucketedLogic, bucket_of
 from flows.metric_windows import (
     EPOCH,
     WINDOW,
@@ -239,18 +240,26 @@ def build_flow(
               sinks.dead_letters_topic)
     events_ok = valid.trues  # SupportEvent
 
-    # (ticket_id, SupportEvent) -> SlaOutcome
+    # (bucket, (ticket_id, SupportEvent)) -> SlaOutcome
     sla_in = op.filter("sla_relevant", events_ok,
                        lambda e: is_ticket_opened(e) or is_first_response(e) or is_priority_raise(e))
-    outcomes = op.stateful("sla_timers", op.key_on("by_ticket", sla_in, lambda e: e.ticket_id),
-                           lambda resume: SlaLogic(config, resume, now_getter))
+    # One timer per ticket, held in a bounded number of Bytewax keys (see flows/bucketed.py)
+    outcomes = op.stateful(
+        "sla_buckets",
+        op.key_on("by_ticket_bucket", op.map("with_ticket", sla_in, lambda e: (e.ticket_id, e)),
+                  lambda kv: bucket_of(kv[0])),
+        lambda resume: BucketedLogic(lambda inner: SlaLogic(config, inner, now_getter), resume, now_getter))
     outcomes = op.map("sla_outcome", outcomes, lambda kv: kv[1])
     op.output("sla_db", outcomes, sinks.sla)
     sla_alerts = op.filter_map("breach_alert", outcomes, lambda o: breach_alert(o, now_getter()))
 
-    # (inbound_key, SupportEvent) -> Fact, once per (kind, inbound message)
-    facts = op.stateful("dedupe", op.key_on("by_inbound", events_ok, lambda e: e.inbound_key),
-                        lambda resume: DedupeLogic(resume, dedupe_ttl, now_getter))
+    # (bucket, (inbound_key, SupportEvent)) -> Fact, once per (kind, inbound message)
+    facts = op.stateful(
+        "dedupe_buckets",
+        op.key_on("by_inbound_bucket", op.map("with_inbound", events_ok, lambda e: (e.inbound_key, e)),
+                  lambda kv: bucket_of(kv[0])),
+        lambda resume: BucketedLogic(lambda inner: DedupeLogic(inner, dedupe_ttl, now_getter),
+                                     resume, now_getter))
     # (channel, Fact)
     by_channel = op.key_on("by_channel", op.map("fact", facts, lambda kv: kv[1]),
                            lambda f: f.channel.value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from fte.logs import configure_logging
@@ -29,6 +30,7 @@ COMMAND_MODULES = [
     "fte.commands.notify",
     "fte.commands.tickets",
     "fte.commands.report",
+    "fte.commands.recovery",
 ]
 
 
@@ -52,7 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     configure_logging(settings.LOG_LEVEL)
     args = build_parser().parse_args(argv)
-    return int(args.func(args, settings) or 0)
+    # SIGTERM (the supervisor, Kubernetes) stops a command like Ctrl-C; a stop asked for is
+    # not an error and prints no traceback. Servers that install their own handlers keep them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    from fte.recovery_store import interrupted
+
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:
+        if interrupted(exc):  # a library wrapped the interrupt (e.g. a sink's database call)
+            return 0
+        raise
 
 
 if __name__ == "__main__":

@@ -3,17 +3,25 @@
 Shared by `fte flow` and `fte metrics-flow`. Recovery partitions live in
 RECOVERY_DIR/<name> (created with one partition on the first run); a snapshot is taken
 every RECOVERY_SNAPSHOT_S seconds, so a restart re-reads at most that much input.
+The process holds the store's lock while it runs (a second instance refuses to start), and
+a store Bytewax cannot resume from is reported with the command that rebuilds it.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 from fte.logs import get_logger
+from fte.recovery_store import StoreInUse, StoreLock, init_store, interrupted, unresumable
 
 log = get_logger(__name__)
+
+# Exit codes the supervisor and operators can tell apart from a crash.
+EXIT_STORE_IN_USE = 3
+EXIT_STORE_UNRESUMABLE = 4
 
 
 def add_run_arguments(parser, name: str) -> None:
@@ -25,12 +33,7 @@ def add_run_arguments(parser, name: str) -> None:
 
 def prepare_recovery(directory: Path) -> Path:
     """Create the recovery store once; later runs resume from it."""
-    from bytewax.recovery import init_db_dir
-
-    if not any(directory.glob("part-*.sqlite3")):
-        directory.mkdir(parents=True, exist_ok=True)
-        init_db_dir(directory, 1)
-    return directory
+    return init_store(directory, 1)
 
 
 def run_dataflow(flow, *, name: str, args, settings) -> int:
@@ -39,8 +42,16 @@ def run_dataflow(flow, *, name: str, args, settings) -> int:
     from bytewax.recovery import RecoveryConfig
 
     recovery = None
+    lock = None
+    directory = args.recovery_dir or settings.recovery_dir / name
     if not args.no_recovery:
-        directory = prepare_recovery(args.recovery_dir or settings.recovery_dir / name)
+        try:
+            lock = StoreLock(directory).acquire()
+        except StoreInUse as exc:
+            log.error(f"{name}_flow.store_in_use", error=str(exc))
+            print(f"fte: {exc}", file=sys.stderr)
+            return EXIT_STORE_IN_USE
+        prepare_recovery(directory)
         recovery = RecoveryConfig(str(directory),
                                   backup_interval=timedelta(seconds=settings.RECOVERY_BACKUP_S))
     workers = args.workers or settings.FLOW_WORKERS
@@ -55,7 +66,20 @@ def run_dataflow(flow, *, name: str, args, settings) -> int:
     except KeyboardInterrupt:
         pass
     except Exception as exc:
-        if not isinstance(exc.__cause__, KeyboardInterrupt):
+        if interrupted(exc):
+            pass
+        elif recovery is not None and unresumable(exc):
+            message = (f"recovery store {directory} cannot be resumed ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0] if str(exc) else ''}); rebuild it with "
+                       f"`fte recovery reset {name}` (safe: every sink is idempotent; the flow "
+                       f"re-reads its input from the topic start)")
+            log.error(f"{name}_flow.store_unresumable", error=message)
+            print(f"fte: {message}", file=sys.stderr)
+            return EXIT_STORE_UNRESUMABLE
+        else:
             raise
+    finally:
+        if lock is not None:
+            lock.release()
     log.info(f"{name}_flow.stopped")
     return 0

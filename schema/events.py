@@ -182,7 +182,8 @@ class MetricWindow(Event):
 
 
 class Alert(Event):
-    kind: Literal["escalation_rate", "first_response_p95", "consumer_lag", "dead_letters", "sla_breach"]
+    kind: Literal["escalation_rate", "first_response_p95", "consumer_lag", "dead_letters", "sla_breach",
+                  "crash_loop"]
     value: float
     threshold: float
     detail: dict[str, Any] = Field(default_factory=dict)

@@ -1,14 +1,14 @@
 """`fte up`: set up and run the whole system on its embedded default.
 
 Starts the stack, applies migrations, creates topics and loads the demo knowledge base,
-then runs each long-lived service as a child process and stops them all on Ctrl-C.
+then runs each long-lived service as a child process (fte/supervisor.py: restarts with
+back-off, crash-loop alerts) and stops them all on Ctrl-C or SIGTERM.
 Services register themselves in `SERVICES`.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +19,7 @@ from fte.commands.stack import print_status
 from fte.kafka import ensure_topics
 from fte.logs import get_logger
 from fte.settings import REPO_ROOT
+from fte.supervisor import supervise
 from schema.migrate import migrate
 
 log = get_logger(__name__)
@@ -69,42 +70,4 @@ def run(args, settings) -> int:
         os.environ.update(sandbox_environment(settings))  # children use the local channel APIs
     else:
         services = [s for s in SERVICES if s[0] != "sandbox"]
-    return supervise(services)
-
-
-def supervise(services: list[tuple[str, list[str]]]) -> int:
-    """Run each service; restart one that exits, stop all on SIGINT/SIGTERM."""
-    procs: dict[str, subprocess.Popen] = {}
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for name, argv in services:
-        procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
-        print(f"started {name} (pid {procs[name].pid}): fte {' '.join(argv)}")
-    running = dict(services)
-    while not stopping:
-        time.sleep(1)
-        for name, argv in list(running.items()):
-            code = procs[name].poll()
-            if code is None or stopping:
-                continue
-            if code == 0:  # a service with nothing to do here (e.g. demo traffic in production)
-                log.info("service.finished", service=name)
-                del running[name]
-                continue
-            log.warning("service.exited", service=name, code=code)
-            time.sleep(2)
-            procs[name] = subprocess.Popen([sys.executable, "-m", "fte.cli", *argv])
-    for proc in procs.values():
-        proc.terminate()
-    for proc in procs.values():
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return 0
+    return supervise(services, settings)

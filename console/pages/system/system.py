@@ -1,4 +1,5 @@
-"""System: Kafka and Postgres health, consumer lag per partition, reply delivery per channel."""
+"""System: Kafka and Postgres health, consumer lag per partition, reply delivery per channel,
+service crash loops."""
 
 import streamlit as st
 
@@ -87,6 +88,17 @@ def health() -> None:
         st.dataframe(outbox.drop(columns=["last_stuck_at"]), hide_index=True, width="stretch",
                      column_config={"last_sent_at": st.column_config.DatetimeColumn("last sent", format="HH:mm:ss"),
                                     "last_error": st.column_config.TextColumn(width="large")})
+
+    st.subheader("Service restarts")
+    loops = data.crash_loops(1.0) if pg["up"] else None
+    if loops is None or loops.empty:
+        st.success("No service restarted in a loop in the last hour.")
+    else:
+        st.error(f"Crash loop: {', '.join(sorted(loops['service'].unique()))} restarted 3 or more "
+                 "times within 10 minutes (fte up restarts with back-off).")
+        st.dataframe(loops, hide_index=True, width="stretch",
+                     column_config={"raised_at": st.column_config.DatetimeColumn("at", format="HH:mm:ss"),
+                                    "hint": st.column_config.TextColumn(width="large")})
 
     st.subheader("Circuit breakers")
     breakers = data.breakers() if pg["up"] else None
