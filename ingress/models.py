@@ -89,6 +89,12 @@ class TicketMessage(BaseModel):
     occurred_at: datetime
 
 
+class TicketContact(BaseModel):
+    kind: Literal["email", "phone"]
+    masked: str  # never the full address or number
+    verified: bool
+
+
 class TicketPublic(BaseModel):
     ticket_id: str
     status: str
@@ -98,6 +104,8 @@ class TicketPublic(BaseModel):
     updated_at: datetime
     first_response_at: datetime | None
     messages: list[TicketMessage]
+    # The ticket's email/phone, masked, and whether each is confirmed (/support/verify).
+    contacts: list[TicketContact] = []
 
 
 class IdentifierPublic(BaseModel):

@@ -17,6 +17,7 @@ from ingress.deps import RateLimitedByIp, ServicesDep
 from ingress.inbound import produce, publish_once
 from ingress.models import (
     SupportRequestCreate,
+    TicketContact,
     TicketCreated,
     TicketPublic,
     TicketReplyAccepted,
@@ -24,6 +25,7 @@ from ingress.models import (
 )
 from schema.events import Channel, Identifier, IdentifierKind, InboundMessage
 from schema.identity import normalize_email
+from sinks.verification import mask
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/support", tags=["support"])
@@ -85,8 +87,12 @@ async def create_ticket(form: SupportRequestCreate, services: ServicesDep) -> Ti
 # from their first message and never reach the public surface.
 _WEB_TICKET = """
 SELECT id, status, subject, category, created_at, updated_at, first_response_at,
-       contact_email, contact_phone, contact_name
+       contact_email, contact_phone, contact_name, contact_email_verified
 FROM tickets WHERE id = %s AND channel = 'web'
+"""
+# Kinds of the ticket's contact details confirmed by a code or link (sinks/verification.py).
+_CONFIRMED_KINDS = """
+SELECT DISTINCT kind FROM identifier_verifications WHERE ticket_id = %s AND confirmed_at IS NOT NULL
 """
 # The ticket's own web messages: mail or WhatsApp messages that the flow filed on the same
 # ticket (a linked customer's other channels) are not the page's to show.
@@ -107,8 +113,23 @@ async def read_ticket(services: ServicesDep,
         if ticket is None:
             raise HTTPException(404, "ticket not found")
         messages = await (await conn.execute(_TICKET_MESSAGES, (ticket_id,))).fetchall()
+        rows = await (await conn.execute(_CONFIRMED_KINDS, (ticket_id,))).fetchall()
     return TicketPublic(ticket_id=ticket["id"], messages=messages,
+                        contacts=public_contacts(ticket, {r["kind"] for r in rows}),
                         **{k: ticket[k] for k in PUBLIC_TICKET_FIELDS})
+
+
+def public_contacts(ticket: dict, confirmed_kinds: set[str]) -> list[TicketContact]:
+    """What the page may offer to confirm: each contact detail the ticket has, masked."""
+    contacts = []
+    if ticket["contact_email"]:
+        verified = bool(ticket["contact_email_verified"]) or "email" in confirmed_kinds
+        contacts.append(TicketContact(kind="email", masked=mask("email", ticket["contact_email"]),
+                                      verified=verified))
+    if ticket["contact_phone"]:
+        contacts.append(TicketContact(kind="phone", masked=mask("phone", ticket["contact_phone"]),
+                                      verified="phone" in confirmed_kinds))
+    return contacts
 
 
 def reply_event(ticket: dict, reply: TicketReplyCreate, *, fold_gmail: bool) -> InboundMessage:

@@ -121,6 +121,122 @@ function renderTicket(ticket) {
   }
   if (ticket.messages.length) out.append(list);
   document.getElementById("reply-section").hidden = ticket.status === "closed";
+  renderContacts(ticket.contacts || []);
+}
+
+// Confirming the ticket's email/phone (/support/verify/*): the server knows the addresses;
+// the page only ever sees them masked, and names the kind.
+const KIND_NAME = { email: "email", phone: "phone" };
+let shownContacts = "";  // re-render only on change: a refresh never steals focus from a button
+let pendingKind = null;  // the kind whose code was last sent
+
+function apiDetail(data, fallback) {
+  if (typeof data.detail === "string") return data.detail;
+  if (Array.isArray(data.detail)) return data.detail.map((e) => e.msg).join(" ");
+  return fallback;
+}
+
+function renderContacts(contacts) {
+  const section = document.getElementById("verify-section");
+  const key = JSON.stringify(contacts);
+  section.hidden = contacts.length === 0;
+  if (key === shownContacts) return;
+  shownContacts = key;
+  const list = document.getElementById("verify-contacts");
+  list.textContent = "";
+  for (const c of contacts) {
+    if (!(c.kind in KIND_NAME)) continue;
+    const item = document.createElement("li");
+    const label = document.createElement("span");
+    label.textContent = `Your ${KIND_NAME[c.kind]}: ${c.masked}`;
+    item.append(label);
+    if (c.verified) {
+      const done = document.createElement("span");
+      done.className = "verified";
+      done.textContent = "Confirmed";
+      item.append(done);
+    } else {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.kind = c.kind;
+      button.textContent = `Send a code to my ${KIND_NAME[c.kind]}`;
+      button.addEventListener("click", () => startVerification(c.kind, button));
+      item.append(button);
+    }
+    list.append(item);
+  }
+  if (pendingKind && contacts.some((c) => c.kind === pendingKind && c.verified)) {
+    pendingKind = null;  // confirmed meanwhile (e.g. by the emailed link)
+    document.getElementById("verify-form").hidden = true;
+  }
+}
+
+async function startVerification(kind, button) {
+  const status = document.getElementById("verify-status");
+  if (!openTicket) return;
+  button.disabled = true;
+  show(status, "", "Sending a code…");
+  try {
+    const response = await fetch("/support/verify/start", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ticket_id: openTicket, kind }),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (response.status === 202) {
+      pendingKind = kind;
+      const minutes = Math.round(data.expires_in_s / 60);
+      const how = kind === "email" ? " (or open the link in that email)" : " by WhatsApp";
+      show(status, "ok", `Code sent to ${data.sent_to}${how}, valid ${minutes} minutes. Enter it below.`);
+      const form = document.getElementById("verify-form");
+      form.hidden = false;
+      document.getElementById("verify-code").value = "";
+      setError("verify-code", "");
+      document.getElementById("verify-code").focus();
+    } else {
+      show(status, "fail", `Sorry, no code was sent: ${apiDetail(data, `error ${response.status}`)}.`);
+    }
+  } catch (err) {
+    show(status, "fail", "We could not reach the server. Check your connection and try again.");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function confirmVerification(event) {
+  event.preventDefault();
+  const input = document.getElementById("verify-code");
+  const status = document.getElementById("verify-status");
+  const code = input.value.replace(/\s/g, "");
+  if (!/^\d{6}$/.test(code)) {
+    setError("verify-code", "Enter the 6 digits of the code.");
+    input.focus();
+    return;
+  }
+  setError("verify-code", "");
+  if (!openTicket || !pendingKind) return;
+  const button = document.getElementById("verify-confirm");
+  button.disabled = true;
+  try {
+    const response = await fetch("/support/verify/confirm", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ticket_id: openTicket, kind: pendingKind, code }),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (response.ok) {
+      show(status, "ok", `Thank you: your ${KIND_NAME[pendingKind]} is confirmed.`);
+      pendingKind = null;
+      document.getElementById("verify-form").hidden = true;
+      await loadTicket(openTicket, { quiet: true });
+    } else {
+      const detail = apiDetail(data, `error ${response.status}`);
+      if (response.status === 400) setError("verify-code", "That code is wrong or has expired.");
+      show(status, "fail", `Not confirmed: ${detail}.`);
+    }
+  } catch (err) {
+    show(status, "fail", "We could not reach the server. Check your connection and try again.");
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function loadTicket(id, { quiet = false } = {}) {
@@ -144,10 +260,21 @@ function stopRefresh() {
   if (refreshTimer) clearInterval(refreshTimer);
   refreshTimer = null;
   document.getElementById("reply-section").hidden = true;
+  document.getElementById("verify-section").hidden = true;
+  document.getElementById("verify-form").hidden = true;
+  document.getElementById("verify-status").textContent = "";
+  shownContacts = "";
+  pendingKind = null;
 }
 
 function startRefresh(id) {
-  stopRefresh();
+  // No stopRefresh(): it would hide the sections the first load just rendered.
+  if (refreshTimer) clearInterval(refreshTimer);
+  if (openTicket !== id) {
+    pendingKind = null;
+    document.getElementById("verify-form").hidden = true;
+    document.getElementById("verify-status").textContent = "";
+  }
   openTicket = id;
   replyId = newReplyId();
   // The id goes in the fragment, which browsers never send to the server (no logs, no referrers).
@@ -225,6 +352,7 @@ async function sendReply(event) {
 document.getElementById("support-form").addEventListener("submit", submitRequest);
 document.getElementById("status-form").addEventListener("submit", checkStatus);
 document.getElementById("reply-form").addEventListener("submit", sendReply);
+document.getElementById("verify-form").addEventListener("submit", confirmVerification);
 // A link to the page with the ticket in its fragment (/#T-…) opens that ticket.
 if (/^#T-[0-9A-Za-z-]{8,60}$/.test(location.hash)) {
   document.getElementById("ticket-id").value = location.hash.slice(1);

@@ -64,6 +64,28 @@ def test_ticket_status_shows_status_and_messages(client, database_url):
     assert [(m["author"], m["body"]) for m in ticket["messages"]] == [("agent", "Try clearing cookies.")]
 
 
+def test_ticket_lists_its_contact_kinds_masked_and_whether_each_is_confirmed(client, database_url):
+    body = form(email=f"jane.{uuid.uuid4().hex[:6]}@example.com")
+    ticket_id = client.post("/support/submit", json=body).json()["ticket_id"]
+    ticket = client.get(f"/support/ticket/{ticket_id}").json()
+    assert ticket["contacts"] == [{"kind": "email", "masked": "j***@example.com", "verified": False},
+                                  {"kind": "phone", "masked": "+15***99", "verified": False}]
+    assert body["email"] not in str(ticket) and "+15550100199" not in str(ticket)
+    with psycopg.connect(database_url) as conn:  # what sinks/verification.py records on a code
+        conn.execute("INSERT INTO identifier_verifications (ticket_id, kind, value, code_salt, code_hash,"
+                     " expires_at, confirmed_at) VALUES (%s, 'phone', '+15550100199', '\\x00', '\\x00',"
+                     " now(), now())", (ticket_id,))
+    assert [c["verified"] for c in client.get(f"/support/ticket/{ticket_id}").json()["contacts"]] == [
+        False, True]
+    with psycopg.connect(database_url) as conn:  # a confirmed email (code or link)
+        conn.execute("UPDATE tickets SET contact_email_verified = true WHERE id = %s", (ticket_id,))
+    assert [c["verified"] for c in client.get(f"/support/ticket/{ticket_id}").json()["contacts"]] == [
+        True, True]
+
+    no_phone = client.post("/support/submit", json=form(phone=None)).json()["ticket_id"]
+    assert [c["kind"] for c in client.get(f"/support/ticket/{no_phone}").json()["contacts"]] == ["email"]
+
+
 def test_unknown_or_malformed_ticket_ids(client):
     assert client.get("/support/ticket/T-0000000000000000000A").status_code == 404
     assert client.get("/support/ticket/robert'); DROP TABLE tickets;--").status_code in (404, 422)

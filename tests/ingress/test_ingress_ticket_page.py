@@ -46,7 +46,7 @@ def test_ticket_shows_only_its_own_web_messages(client, database_url):
     assert [(m["channel"], m["body"]) for m in ticket["messages"]] == [("web", "Try clearing cookies.")]
     assert "Victoria" not in str(ticket) and "Elm Street" not in str(ticket)
     assert set(ticket) == {"ticket_id", "status", "subject", "category", "created_at", "updated_at",
-                           "first_response_at", "messages"}
+                           "first_response_at", "messages", "contacts"}
 
 
 def test_tickets_of_other_channels_are_not_public(client, database_url):
