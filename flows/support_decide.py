@@ -66,9 +66,11 @@ def previous_contact(history: list[dict], channel: str | None = None,
         h = other[-1]
     else:
         h = inbound[-1]
+    # (web replies never carry it: the ticket page quotes no other channel, see format_outcome)
     if conversation_id is not None and any(
             o["direction"] == "outbound" and o.get("conversation_id") == conversation_id
-            and o["channel"] != h["channel"] and o["occurred_at"] >= h["occurred_at"] for o in history):
+            and o["channel"] not in (h["channel"], "web") and o["occurred_at"] >= h["occurred_at"]
+            for o in history):
         return None
     about = h.get("subject") or " ".join((h.get("body") or "").split())[:60]
     return PreviousContact(h["channel"], h["occurred_at"], about)

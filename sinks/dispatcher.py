@@ -240,7 +240,10 @@ class Dispatcher:
         done, ids = row["parts_sent"], list(row["provider_message_ids"] or [])
         in_doubt = row["prev_status"] == "sending" or row.get("in_doubt", False)
         template = None
-        if channel == "whatsapp" and done == 0 and not self._session_open(conn, row):
+        # A verification code is the exception: the customer asked for it on the support page
+        # a moment ago and it must reach that number, not another channel (see README).
+        if (channel == "whatsapp" and done == 0 and row["kind"] != "verification"
+                and not self._session_open(conn, row)):
             if not self.whatsapp_template:
                 self._outside_window(conn, row)
                 return

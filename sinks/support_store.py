@@ -81,6 +81,7 @@ def persist(conn: psycopg.Connection, plan: BatchPlan, *, flow_name: str = "supp
         q.upsert_tickets(conn, plan.tickets)
         q.insert_escalations(conn, plan.escalations)
         q.insert_handled_inbound(conn, plan.messages)
+        q.escalate_tickets(conn, plan.escalations)
         q.mark_holding_sent(conn, plan.holding_sent)
         q.insert_kb_lookups(conn, plan.kb_lookups)
         q.mark_tickets_answered(conn, plan.answered_tickets)

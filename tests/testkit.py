@@ -53,3 +53,8 @@ def wait_for(check: Callable[[], object], timeout: float = 60.0, message: str = 
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}; last: {last!r}")
+
+
+# Operator API keys the ingress tests configure (OPERATOR_API_KEYS), one per role.
+OPERATOR_KEYS = {"admin": "fte_op_test-admin-key", "agent": "fte_op_test-agent-key",
+                 "viewer": "fte_op_test-viewer-key"}

@@ -178,7 +178,7 @@ async def sync_mailbox(services: Services, mailbox: str, *, pushed_history_id: i
                 log.info("gmail.message_skipped", gmail_id=parsed.gmail_id, reason=verdict.reason)
                 continue
             if verdict.action == "reject":
-                await dead_letter(services, mailbox, parsed.gmail_id, f"email intake: {verdict.reason}")
+                await dead_letter(services, mailbox, parsed.gmail_id, f"refused: {verdict.reason}")
                 continue
             try:
                 event = email_event(parsed, fold_gmail=settings.EMAIL_FOLD_GMAIL_DOTS)

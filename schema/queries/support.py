@@ -167,6 +167,12 @@ def insert_escalations(conn: psycopg.Connection, rows: Sequence[PlannedEscalatio
             "ON CONFLICT (inbound_key) DO NOTHING",
             [(e.id, e.customer_id, e.conversation_id, e.ticket_id, e.inbound_key, e.channel,
               e.reason, e.detail, e.priority) for e in rows])
+
+
+def escalate_tickets(conn: psycopg.Connection, rows: Sequence[PlannedEscalation]) -> None:
+    """After the batch's messages are in (a quiet-closed ticket is reopened by their insert
+    trigger first), the escalated tickets' status and raised priority."""
+    if rows:
         conn.cursor().executemany(
             "UPDATE tickets SET status = 'escalated', updated_at = now(), priority = "
             "CASE WHEN %s IN ('high', 'urgent') THEN %s ELSE priority END WHERE id = %s",

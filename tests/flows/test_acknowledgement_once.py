@@ -33,3 +33,11 @@ def test_an_earlier_conversation_on_another_channel_is_acknowledged_once_in_the_
     assert previous_contact(history, "whatsapp", 2).channel == "email"
     history += [msg("whatsapp", "inbound", 60, conv=2), msg("whatsapp", "outbound", 61, conv=2)]
     assert previous_contact(history, "whatsapp", 2) is None
+
+
+def test_a_web_reply_does_not_use_up_the_acknowledgement():
+    # Web replies never quote another channel, so the next reply elsewhere still acknowledges.
+    history = [msg("email", "inbound", 0, subject="Late parcel"), msg("email", "outbound", 1),
+               msg("web", "inbound", 5), msg("web", "outbound", 6)]
+    pc = previous_contact(history, "whatsapp", 1)
+    assert pc is not None and pc.channel == "email"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from flows.policy import load_policy
+from flows.policy import load_policy, with_router
 from flows.sentiment import Trend
 from flows.support import identity_resolver
 from flows.support_steps import Inbound, Work
@@ -31,15 +31,17 @@ pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def env(kb_database_url, kafka_bootstrap):
+def env(kb_database_url, kafka_bootstrap, routing_model):
     prefix = f"eo{uuid.uuid4().hex[:8]}."
     ensure_topics(kafka_bootstrap, prefix, [SUPPORT_EVENTS, ESCALATIONS])
     settings = Settings(DATABASE_URL=kb_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
                         TOPIC_PREFIX=prefix, OPENAI_API_KEY="")
     from flows.agent import build_agent
 
-    stages = SupportStages(kb_database_url, build_agent(settings),
-                           load_policy(settings.ESCALATION_POLICY_FILE), concurrency=2)
+    router = routing_model[0]  # the production policy: rules, anger, then the learned route
+    stages = SupportStages(kb_database_url, build_agent(settings, router),
+                           with_router(load_policy(settings.ESCALATION_POLICY_FILE), router),
+                           concurrency=2)
     return settings, stages, identity_resolver(settings)
 
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
-from testkit import ServerThread
+from testkit import OPERATOR_KEYS, ServerThread
 
 from fte.kafka import ensure_topics
 from fte.settings import Settings
@@ -35,8 +35,6 @@ PUSH_AUDIENCE = "https://support.example.test/webhooks/gmail"
 PUSH_SERVICE_ACCOUNT = "gmail-push@fte-test.iam.gserviceaccount.com"
 SHARED_TOKEN = "shared-dev-token-for-tests"
 # Operator API keys (stored hashed in the settings, like production).
-OPERATOR_KEYS = {"admin": "fte_op_test-admin-key", "agent": "fte_op_test-agent-key",
-                 "viewer": "fte_op_test-viewer-key"}
 
 
 # --- Pub/Sub push tokens ---------------------------------------------------------------

@@ -23,6 +23,10 @@ from sinks.dispatcher import Dispatcher
 from sinks.outbox import enqueue_replies
 from sinks.senders import TwilioSender
 
+from testkit import OPERATOR_KEYS
+
+VIEWER = {"X-API-Key": OPERATOR_KEYS["viewer"]}  # /health/details is for operators
+
 URL = "https://support.example.test/webhooks/whatsapp"
 
 
@@ -59,7 +63,7 @@ def test_signed_webhook_is_stored_then_relayed_once_after_a_restart(
     relaying = ingress_settings.model_copy(update={"DATABASE_URL": own_db, "WHATSAPP_RELAY_POLL_S": 0.2})
     with server_thread(create_app(relaying)) as url:  # restarted: the relay picks the row up
         events = inbound("whatsapp", expect=1, idle_s=1.0)
-        health = httpx.get(f"{url}/health").json()["channels"]["whatsapp"]
+        health = httpx.get(f"{url}/health/details", headers=VIEWER).json()["channels"]["whatsapp"]
     assert [e["channel_message_id"] for _, e in events] == [sid]
     assert events[0][1]["sender"][0]["verified"] is True
     with psycopg.connect(own_db, row_factory=dict_row) as conn:
@@ -82,7 +86,7 @@ def test_postgres_down_is_the_only_503(ingress_settings, server_thread, twilio_t
 def status_setup(ingress_settings, server_thread, twilio_token, own_db):
     """An ingress on a known port (Twilio signs its callback URL) and a Twilio server with
     the same auth token, sending status callbacks there."""
-    from loadtests.sandbox.app import create_app as sandbox_app
+    from sandbox.app import create_app as sandbox_app
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -47,7 +47,7 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def target(stack, tmp_path_factory):
     from ingress.app import create_app
-    from loadtests.sandbox.app import create_app as create_sandbox
+    from sandbox.app import create_app as create_sandbox
 
     mailbox = f"support-{uuid.uuid4().hex[:8]}@example.com"
     prefix = f"t{uuid.uuid4().hex[:10]}."

@@ -24,7 +24,7 @@ def migrated_db(fresh_database) -> str:
 
 @pytest.fixture(scope="module")
 def channel_api_server(settings):
-    from loadtests.sandbox.app import create_app
+    from sandbox.app import create_app
 
     with ServerThread(create_app(settings), lifespan="off") as url:
         yield url
