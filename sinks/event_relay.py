@@ -90,6 +90,7 @@ class EventRelay:
             try:
                 with psycopg.connect(self.database_url, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    observability.ready(loop="event-relay")  # connected: ready to publish
                     while not self._stop.is_set():
                         observability.beat("event-relay")  # /livez: the loop turns (idle poll included)
                         if self.relay_once(conn):
@@ -100,6 +101,7 @@ class EventRelay:
                             pass
             except Exception as exc:  # noqa: BLE001 -- database or broker down: retry, nothing lost
                 log.warning("relay.retry", error=str(exc))
+                observability.ready(False, loop="event-relay")
                 self._stop.wait(min(5.0, self.idle_s * 2))
 
     def start(self) -> EventRelay:
