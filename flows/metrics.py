@@ -226,8 +226,10 @@ def build_flow(
     late_batch_wait: timedelta = timedelta(seconds=1),
     health: Source[HealthSample] | None = None,
     now_getter: Callable[[], datetime] = _utcnow,
+    observe: Callable[[str, Any], None] | None = None,
 ) -> Dataflow:
-    """`events` yields KafkaSourceMessage / KafkaError items of the support events topic."""
+    """`events` yields KafkaSourceMessage / KafkaError items of the support events topic;
+    `observe(what, item)`, when given, sees each valid event ("in"), window and alert ("out")."""
     flow = Dataflow(FLOW_NAME)
     raw = op.input("events_in", flow, events)
     if sinks.progress is not None:
@@ -239,6 +241,8 @@ def build_flow(
     op.output("dead_letters_topic", op.map("dead_letter_msg", valid.falses, dead_letter_message),
               sinks.dead_letters_topic)
     events_ok = valid.trues  # SupportEvent
+    if observe is not None:
+        op.inspect("observe_in", events_ok, lambda _step, e: observe("in", e))
 
     # (bucket, (ticket_id, SupportEvent)) -> SlaOutcome
     sla_in = op.filter("sla_relevant", events_ok,
@@ -275,7 +279,8 @@ def build_flow(
     # store merges one update per window rather than one per event.
     late_batches = op.collect("collect_late", windows.late, timeout=late_batch_wait, max_size=5000)
     late = op.flat_map("late_facts", late_batches, late_updates)
-    op.output("windows_db", op.merge("window_updates", closed, late), sinks.windows)
+    updates = op.merge("window_updates", closed, late)
+    op.output("windows_db", updates, sinks.windows)
     rate_alerts = op.flat_map(
         "window_alerts", closed,
         lambda u: window_alerts(summarize(u.channel, u.window_start, u.contents), config.alerts, now_getter()),
@@ -286,6 +291,9 @@ def build_flow(
         samples = op.input("health_in", flow, health)
         streams.append(op.flat_map("health_alerts", samples, lambda s: health_alerts(s, config.alerts)))
     alerts = op.merge("alerts", *streams)
+    if observe is not None:
+        op.inspect("observe_out", op.merge("observed_out", updates, alerts),
+                   lambda _step, x: observe("out", x))
     op.output("alerts_db", alerts, sinks.alerts)
     op.output("alerts_topic", op.map("alert_msg", alerts, alert_message), sinks.alerts_topic)
     return flow
@@ -325,4 +333,17 @@ def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
         lateness=timedelta(seconds=settings.METRICS_ALLOWED_LATENESS_S),
         dedupe_ttl=timedelta(seconds=settings.METRICS_DEDUPE_TTL_S),
         health=health,
+        observe=observe_metrics_flow,
     )
+
+
+def observe_metrics_flow(what: str, item: Any) -> None:
+    """The metrics flow's own Prometheus figures: events in per channel, windows and alerts out."""
+    from fte import observability
+
+    if what == "in":
+        observability.MESSAGES_IN.labels("metrics-flow", item.channel.value).inc()
+    elif isinstance(item, Alert):
+        observability.MESSAGES_OUT.labels("metrics-flow", "none", f"alert_{item.kind}").inc()
+    else:
+        observability.MESSAGES_OUT.labels("metrics-flow", item.channel.value, "window").inc()

@@ -74,7 +74,11 @@ def test_flows_and_dispatcher_export_while_they_work(flow_env, services, migrate
              "relay counted the events it published")
     assert relay.metric("fte_heartbeat_age_seconds") < 60
 
-    # The metrics flow beats and snapshots; every service recorded its minute of uptime.
+    # The metrics flow counts the relayed events in per channel; it beats and snapshots; every
+    # service recorded its minute of uptime.
+    wait_for(lambda: metrics.metric("fte_messages_in_total", channel="web") >= 3
+             and metrics.metric("fte_messages_in_total", channel="whatsapp") >= 2, 60,
+             "metrics flow counted the events in")
     assert metrics.get("/readyz").status_code == 200
     wait_for(lambda: metrics.metric("fte_recovery_partitions_held") >= 1, 30, "metrics flow recovery")
     def recorded() -> set[str]:
