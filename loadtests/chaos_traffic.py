@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 import httpx
 
 from fte.settings import Settings
-from loadtests.demo_traffic import GMAIL_PUSH_PATH, SANDBOX_DELIVER_PATH, gmail_push
+from sandbox.demo_traffic import GMAIL_PUSH_PATH, SANDBOX_DELIVER_PATH, gmail_push
 from loadtests.payloads import (
     SUBMIT_PATH,
     WHATSAPP_PATH,
