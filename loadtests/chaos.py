@@ -5,8 +5,8 @@
     python -m loadtests.chaos --scenario all --soak 30 --rate 10
 
 It runs its own `fte sandbox` (local Gmail/Twilio APIs, behind a fault-injecting proxy),
-`fte ingress`, `fte flow`, `fte dispatch` and `fte metrics-flow` on a fresh topic prefix and
-recovery directory, against the stack of the current settings, and sends web, WhatsApp and
+`fte ingress`, `fte flow`, `fte relay`, `fte dispatch` and `fte metrics-flow` on a fresh
+topic prefix and recovery directory, against the stack of the current settings, and sends web, WhatsApp and
 email traffic (Pub/Sub pushes) through the ingress. Faults, spread evenly over the traffic
 (`all` = every one, the support flow killed three times): kill -9 of the support flow, the
 dispatcher, the metrics flow or the ingress; a Kafka or Postgres restart; a second flow
@@ -48,6 +48,7 @@ from loadtests.payloads import wait_until_healthy
 from schema.topics import SUPPORT_EVENTS, topic_name
 
 SERVICES = {"sandbox": ["sandbox"], "ingress": ["ingress"], "flow": ["flow"],
+            "relay": ["relay"],  # publishes the flow's event outbox to support.events
             "dispatch": ["dispatch"], "metrics-flow": ["metrics-flow"]}
 NEEDS_EMBEDDED = {"kafka-restart", "postgres-restart"}
 
