@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 
+from pydantic import ValidationError
+
 from fte.logs import configure_logging
 from fte.settings import get_settings
 
@@ -51,9 +53,15 @@ def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
     if args_in and args_in[0] in DEVELOPMENT_COMMANDS:
         os.environ.setdefault("ENVIRONMENT", "development")
-    settings = get_settings()
+    # Arguments first, so `--help` and usage errors never depend on the environment.
+    args = build_parser().parse_args(args_in)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        print(f"fte: invalid settings: {problems}", file=sys.stderr)
+        return 2
     configure_logging(settings.LOG_LEVEL)
-    args = build_parser().parse_args(argv)
     # SIGTERM (the supervisor, Kubernetes) stops a command like Ctrl-C; a stop asked for is
     # not an error and prints no traceback. Servers that install their own handlers keep them.
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -38,7 +38,6 @@ from sandbox.webhooks import require_loopback, twilio_signature, webhook_url
 
 log = get_logger(__name__)
 
-DATA_DIR = get_settings().SHARED_DATA_DIR
 WHATSAPP_PATH = "/webhooks/whatsapp"
 GMAIL_PUSH_PATH = "/webhooks/gmail"
 WEB_SUBMIT_PATH = "/support/submit"
@@ -74,9 +73,10 @@ class DemoMessage:
     source: str  # bitext:<intent> or hint3:<file>:<label>
 
 
-def load_messages(data_dir: Path = DATA_DIR, *, seed: int = 11, limit: int = 3000) -> list[DemoMessage]:
+def load_messages(data_dir: Path | None = None, *, seed: int = 11, limit: int = 3000) -> list[DemoMessage]:
     """Bitext questions (every intent, escalating ones too) and HINT3 messages long enough
     for the web form (10+ characters), shuffled reproducibly."""
+    data_dir = data_dir or get_settings().SHARED_DATA_DIR
     found: list[DemoMessage] = []
     bitext = data_dir / "bitext" / "bitext_dev.csv"
     if bitext.is_file():

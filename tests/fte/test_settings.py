@@ -63,4 +63,9 @@ def test_local_stack_commands_run_without_environment_but_services_do_not(tmp_pa
     assert "ValidationError" not in stack.stderr and stack.returncode in (0, 3), stack.stderr[-2000:]
     ingress = subprocess.run([sys.executable, "-m", "fte.cli", "ingress"], env=env, cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
-    assert ingress.returncode != 0 and "must be set in production" in ingress.stderr
+    assert ingress.returncode == 2 and "must be set in production" in ingress.stderr
+    assert "Traceback" not in ingress.stderr, ingress.stderr[-2000:]
+    # Help never depends on the environment.
+    usage = subprocess.run([sys.executable, "-m", "fte.cli", "--help"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 0 and "metrics-flow" in usage.stdout, usage.stderr[-2000:]
