@@ -132,7 +132,8 @@ class EmbeddedKafka:
             id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
         log.info("kafka.storage.format", dir=str(self.data))
         self._java("kafka.tools.StorageTool", "format", "--config", str(config),
-                   "--cluster-id", id_file.read_text().strip(), "--ignore-formatted")
+                   # One argument: an id may start with "-", which argparse would read as a flag.
+                   f"--cluster-id={id_file.read_text().strip()}", "--ignore-formatted")
 
     # --- lifecycle -----------------------------------------------------------------------
     def pid(self) -> int | None:
