@@ -40,6 +40,7 @@ class Thresholds:
     strong_retrieval: float = 0.45  # ...or retrieval this sure, and the article's intent the
     support_min: float = 0.25       # model's best intent with at least this probability
     lean_min: float = 0.20        # route confidence to name one article in the question
+    choose_min: float = 0.45      # route confidence at which its intent chooses the article
     same_question: float = 0.75   # word overlap (Jaccard) that counts as asking again
 
 
@@ -67,10 +68,19 @@ _NOT_HELPED = re.compile(
     re.IGNORECASE)
 
 
-def rerank(hits: Sequence[KbHit], route: Route | None) -> list[KbHit]:
+def rerank(hits: Sequence[KbHit], route: Route | None, th: Thresholds = Thresholds()) -> list[KbHit]:
+    """Hits by retrieval score plus the route's belief in their intents; when the model is
+    confident in one intent, that intent's best-retrieved article comes first: the model
+    reads the whole message, retrieval only its words ("ship to Canada ... how long" shares
+    more words with the refund policy than with shipping options)."""
     if route is None:
         return list(hits)
-    return sorted(hits, key=lambda h: -(h.score + RERANK_WEIGHT * route.probability_of_intents(h.intents)))
+    ranked = sorted(hits, key=lambda h: -(h.score + RERANK_WEIGHT * route.probability_of_intents(h.intents)))
+    if route.intent is not None and route.confidence >= th.choose_min:
+        own = next((h for h in ranked if route.intent in h.intents and h.score >= th.retrieval_min), None)
+        if own is not None:
+            ranked = [own] + [h for h in ranked if h is not own]
+    return ranked
 
 
 def already_asked(history: Sequence[Turn]) -> bool:
@@ -101,7 +111,7 @@ def multi_turn_signal(question: str, history: Sequence[Turn], th: Thresholds) ->
 def resolve(question: str, route: Route | None, hits: Sequence[KbHit], history: Sequence[Turn],
             th: Thresholds = Thresholds()) -> Resolution:
     signal = multi_turn_signal(question, history, th)
-    ranked = rerank(hits, route)
+    ranked = rerank(hits, route, th)
     if signal:
         return Resolution("escalate", None, signal[1], signal[0], tuple(ranked))
     top = ranked[0] if ranked else None
