@@ -77,7 +77,7 @@ def rerank(hits: Sequence[KbHit], route: Route | None, th: Thresholds = Threshol
         return list(hits)
     ranked = sorted(hits, key=lambda h: -(h.score + RERANK_WEIGHT * route.probability_of_intents(h.intents)))
     if route.intent is not None and route.confidence >= th.choose_min:
-        own = next((h for h in ranked if route.intent in h.intents and h.score >= th.retrieval_min), None)
+        own = next((h for h in ranked if route.intent in h.intents), None)
         if own is not None:
             ranked = [own] + [h for h in ranked if h is not own]
     return ranked
@@ -128,10 +128,12 @@ def resolve(question: str, route: Route | None, hits: Sequence[KbHit], history: 
 
 
 def _agree(route: Route | None, top: KbHit, th: Thresholds) -> bool:
-    if top.score < th.retrieval_min:
-        return False
     if route is None:  # no model trained: retrieval alone, with the old, stricter bar
         return top.score >= 0.60
+    if route.intent is not None and route.intent in top.intents and route.confidence >= th.choose_min:
+        return True  # the model is sure and retrieval found the article (rerank put it first)
+    if top.score < th.retrieval_min:
+        return False
     if route.intent is not None and route.intent in top.intents and route.confidence >= th.answer_min:
         return True
     # retrieval is sure and the model's best intent (out of scope and escalations aside) is

@@ -42,8 +42,8 @@ class MemoryKb:
     def index(self) -> KbIndex:
         return self._index
 
-    def search_many(self, queries: Sequence[str], k: int = 3):
-        return self._index.search_many(queries, embedder=self.embedder, k=k)
+    def search_many(self, queries: Sequence[str], k: int = 3, intents=None):
+        return self._index.search_many(queries, embedder=self.embedder, k=k, intents=intents)
 
 
 def offensive_bitext(data: Path) -> frozenset[str]:
