@@ -183,9 +183,9 @@ def test_a_confident_intent_chooses_its_article_over_a_higher_retrieval_score():
         return KbHit(1, slug, 0, slug, "Body.", (intent,), score, score, score, 0.0, None)
 
     hits = [hit("refund-policy", "check_refund_policy", 0.60), hit("shipping-options", "delivery_options", 0.25)]
-    ranked = (("intent:delivery_options", 0.63), ("intent:check_refund_policy", 0.05))
+    ranked = (("intent:delivery_options", 0.80), ("intent:check_refund_policy", 0.05))
     r = resolve("Do you ship to Canada and how long does it usually take?",
-                Route("intent:delivery_options", 0.63, ranked), hits, [])
+                Route("intent:delivery_options", 0.80, ranked), hits, [])
     assert (r.action, r.hit.slug) == ("answer", "shipping-options")
     unsure = resolve("shipping?", Route("intent:delivery_options", 0.30,
                                         (("intent:delivery_options", 0.30),)), hits, [])
@@ -199,6 +199,28 @@ def test_sentence_vectors_come_from_the_wheel_and_place_paraphrases_together():
                           "how do I reset my password", ""])
     assert v.shape == (4, 256) and abs(float(v[0] @ v[0]) - 1.0) < 1e-4 and not v[3].any()
     assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_escalation_thresholds_per_reason():
+    from flows.policy import parse_policy
+    from flows.routing import Route
+
+    class Fixed:
+        def __init__(self, ranked):
+            self.ranked = ranked
+
+        def route(self, text):
+            return Route(self.ranked[0][0], self.ranked[0][1], self.ranked)
+
+    policy = parse_policy({"route": {"escalate_min": 0.35, "escalate_min_by_reason": {"refund": 0.55}}})
+    refund = (("intent:track_refund", 0.5), ("escalate:refund", 0.45))
+    person = (("intent:contact_customer_service", 0.5), ("escalate:human_requested", 0.45))
+    assert decide("x", sentiment=0.0, trend=None, unresolved_turns=0,
+                  policy=with_router(policy, Fixed(refund))) is None
+    d = decide("x", sentiment=0.0, trend=None, unresolved_turns=0, policy=with_router(policy, Fixed(person)))
+    assert d is not None and d.reason.value == "human_requested"
+    with pytest.raises(ValueError):
+        parse_policy({"route": {"escalate_min_by_reason": {"no_such_reason": 0.5}}})
 
 
 def test_the_shipped_model_learns_from_heldout_parts_and_heldout_eval_uses_one_that_did_not(tmp_path):
