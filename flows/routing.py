@@ -266,5 +266,9 @@ def load_router(settings) -> Router | None:
                                      fix="fte model train (fte up trains one if absent)")
         return None
     router = load(path)
+    if router.meta.get("semantic_weight"):
+        from flows.embeddings import wordllama
+
+        wordllama()  # load the sentence vectors at start, not in the first batch (~2.5 s)
     get_logger(__name__).info("routing.model_loaded", version=router.version, labels=len(router.labels))
     return router
