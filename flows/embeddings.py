@@ -165,3 +165,42 @@ def build_embedder(settings) -> Embedder:
         return OpenAIEmbedder(openai_client(settings), settings.OPENAI_EMBEDDING_MODEL,
                               settings.EMBEDDING_DIM)
     return HashingEmbedder(settings.EMBEDDING_DIM)
+
+
+# --- WordLlama: small static sentence embeddings shipped inside the `wordllama` wheel ------
+# 256-d, average-pooled token embeddings (a 32k-token vocabulary): they place "ship to Canada"
+# near "international shipping" where n-grams see no shared word. Loaded from the wheel's own
+# files (no download; wordllama 0.4's `WordLlama.load()` looks for the tokenizer in the wrong
+# folder and then tries the network), once per process.
+_WORDLLAMA = None
+_WORDLLAMA_LOCK = __import__("threading").Lock()
+
+
+def wordllama():
+    """The shared WordLlama model (loaded on first use, ~2 s)."""
+    global _WORDLLAMA
+    with _WORDLLAMA_LOCK:
+        if _WORDLLAMA is None:
+            from pathlib import Path
+
+            import wordllama as package
+            from safetensors import safe_open
+            from tokenizers import Tokenizer
+            from wordllama.inference import WordLlamaInference
+
+            root = Path(package.__file__).parent
+            with safe_open(str(root / "weights" / "l2_supercat_256.safetensors"), framework="np") as f:
+                matrix = f.get_tensor("embedding.weight")
+            tokenizer = Tokenizer.from_file(str(root / "tokenizers" / "l2_supercat_tokenizer_config.json"))
+            _WORDLLAMA = WordLlamaInference(matrix, tokenizer)
+        return _WORDLLAMA
+
+
+def sentence_vectors(texts: Sequence[str]) -> np.ndarray:
+    """float32[n, 256], unit rows (an empty text gives a zero row)."""
+    if not texts:
+        return np.zeros((0, 256), dtype=np.float32)
+    m = np.asarray(wordllama().embed([(t or " ")[:MAX_EMBED_CHARS] for t in texts], norm=False),
+                   dtype=np.float32)
+    m[[not (t or "").strip() for t in texts]] = 0.0
+    return normalize_rows(m)

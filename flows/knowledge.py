@@ -360,9 +360,12 @@ class KbIndex:
         with conn.cursor(row_factory=tuple_row) as cur:
             return cls(cur.execute(cls.LOAD_SQL).fetchall(), version)
 
-    def search_many(self, queries: Sequence[str], *, embedder: Embedder, k: int = 3) -> list[list[KbHit]]:
+    def search_many(self, queries: Sequence[str], *, embedder: Embedder, k: int = 3,
+                    intents: Sequence[str | None] | None = None) -> list[list[KbHit]]:
         """Best chunk per article, ordered by the calibrated blend of cosine and lexical score
-        (the same scale as the SQL search: VECTOR_WEIGHT * cosine + the rest * text score)."""
+        (the same scale as the SQL search: VECTOR_WEIGHT * cosine + the rest * text score).
+        `intents[i]`: only articles carrying that intent for query i (the article a confident
+        route chose, found even when other articles share more of the question's words)."""
         import numpy as np
 
         if not queries:
@@ -377,9 +380,13 @@ class KbIndex:
         for qi in range(len(queries)):
             text = np.minimum(1.0, lex[qi] * TEXT_SCALE)
             score = VECTOR_WEIGHT * np.maximum(0.0, sims[qi]) + (1 - VECTOR_WEIGHT) * text
+            wanted = intents[qi] if intents is not None else None
+            order = np.argsort(-score)
+            if wanted is not None:
+                order = [j for j in order if wanted in (self.rows[j][5] or ())]
             best: dict[str, KbHit] = {}
-            for j in np.argsort(-score)[:CANDIDATES * 2]:
-                if score[j] <= 0:
+            for j in order[:CANDIDATES * 2]:
+                if score[j] <= 0 and wanted is None:
                     break
                 r = self.rows[j]
                 if r[1] in best:
@@ -450,8 +457,9 @@ class KnowledgeBase:
             self._index = current
         return current
 
-    def search_many(self, queries: Sequence[str], k: int = 3) -> list[list[KbHit]]:
-        return self.index().search_many(queries, embedder=self.embedder, k=k)
+    def search_many(self, queries: Sequence[str], k: int = 3,
+                    intents: Sequence[str | None] | None = None) -> list[list[KbHit]]:
+        return self.index().search_many(queries, embedder=self.embedder, k=k, intents=intents)
 
     def search(self, query: str, k: int = 3) -> list[KbHit]:
         return self.search_many([query], k)[0]

@@ -58,6 +58,7 @@ class Policy:
     anger_on_falling_trend: bool = True
     unresolved_turns: int = 3
     route_escalate_min: float = 0.35
+    route_escalate_by_reason: tuple[tuple[str, float], ...] = ()  # per-reason overrides
     router: object | None = None  # flows.routing.Router; None: rules, anger and turns only
 
 
@@ -87,6 +88,9 @@ def parse_policy(doc: dict) -> Policy:
         anger_on_falling_trend=bool(anger.get("falling_trend", True)),
         unresolved_turns=int(doc.get("unresolved_turns", 3)),
         route_escalate_min=float((doc.get("route") or {}).get("escalate_min", 0.35)),
+        route_escalate_by_reason=tuple(
+            (str(EscalationReason(k).value), float(v))
+            for k, v in ((doc.get("route") or {}).get("escalate_min_by_reason") or {}).items()),
     )
 
 
@@ -143,8 +147,11 @@ def decide(
         # The likeliest escalation label, even when an answerable intent is likelier: a
         # missed request for a person costs more than a needless hand-over.
         route = policy.router.route(text)
-        label, p = next(((lb, p) for lb, p in route.ranked if lb.startswith("escalate:")), (None, 0.0))
-        if label and p >= policy.route_escalate_min:
+        by_reason = dict(policy.route_escalate_by_reason)
+        label, p = next(((lb, p) for lb, p in route.ranked if lb.startswith("escalate:")
+                         and p >= by_reason.get(lb.split(":", 1)[1], policy.route_escalate_min)),
+                        (None, 0.0))
+        if label:
             reason = label.split(":", 1)[1]
             return PolicyDecision(EscalationReason(reason), f"routed {label} ({p:.2f})",
                                   ROUTE_PRIORITY.get(reason, "normal"))

@@ -46,6 +46,7 @@ def main() -> None:
         for k in range(0, len(texts), args.batch):
             router.route_many(texts[k:k + args.batch])
 
+    router.route_many(["warm up"])  # the flow loads the model and its sentence vectors at start
     single_texts = [t + " (single)" for t in texts[:200]]
     wall_b, cpu_b = timed(batched)
     wall_s, cpu_s = timed(lambda: [router.route(t) for t in single_texts])

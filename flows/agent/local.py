@@ -44,6 +44,16 @@ class LocalAgent:
         routes = self.router.route_many(questions) if self.router else [None] * len(reqs)
         # candidates wide enough for the learned intent to re-rank (flows/resolution.py)
         all_hits = self.kb.search_many(questions, k=CANDIDATES)
+        # a confident route's article, when retrieval left it out of the candidates
+        missing = [i for i, (route, hits) in enumerate(zip(routes, all_hits))
+                   if route is not None and route.intent is not None
+                   and route.confidence >= self.thresholds.choose_min
+                   and not any(route.intent in h.intents for h in hits)]
+        if missing:
+            found = self.kb.search_many([questions[i] for i in missing], k=1,
+                                        intents=[routes[i].intent for i in missing])
+            for i, extra in zip(missing, found):
+                all_hits[i] = list(all_hits[i]) + extra
         return [self.result(resolve(q, route, hits, turns(req), self.thresholds), q)
                 for req, q, route, hits in zip(reqs, questions, routes, all_hits)]
 

@@ -1,8 +1,10 @@
 """`fte model train | show`: the learned routing model (flows/routing.py).
 
 `train` reads the labelled sets (Bitext dev and HINT3 train under --data, the examples in
-flows/routing_examples.yaml, the leads' labels stored by the console), fits on everything
-but the fixed held-out parts, prints grouped cross-validated figures, compares the new
+flows/routing_examples.yaml, the leads' labels stored by the console), fits on all of them
+(the held-out parts included: the shipped model learns from every labelled message;
+`--exclude-heldout` leaves them out, the model `fte eval --split heldout` needs), prints
+grouped cross-validated figures on the non-held-out part, compares the new
 model with the current one on the leads' labels, and installs it (unless it is worse there
 and --force is not given). The last line printed is the new model's metadata as JSON.
 """
@@ -27,6 +29,8 @@ def register(subparsers) -> None:
                    help="folder with bitext/ and hint3/ (default: settings SHARED_DATA_DIR)")
     t.add_argument("--folds", type=int, default=5, help="grouped CV folds (0: skip CV)")
     t.add_argument("--no-leads", action="store_true", help="do not read the leads' labels")
+    t.add_argument("--exclude-heldout", action="store_true",
+                   help="leave out the held-out parts of Bitext and HINT3 (for held-out figures)")
     t.add_argument("--if-absent", action="store_true", help="only when no model is installed")
     t.add_argument("--force", action="store_true", help="install even if worse on the leads' labels")
     t.set_defaults(func=run_train)
@@ -67,7 +71,7 @@ def run_train(args, settings) -> int:
     if not examples:
         print(f"no training data under {data} or {WRITTEN_EXAMPLES}", file=sys.stderr)
         return 2
-    new = routing.train(examples, cv_folds=args.folds)
+    new = routing.train(examples, cv_folds=args.folds, include_heldout=not args.exclude_heldout)
     current = None
     if path.exists():
         try:

@@ -170,3 +170,77 @@ def test_fte_model_show_and_train_if_absent_use_the_installed_model(routing_mode
     again = subprocess.run([sys.executable, "-m", "fte.cli", "model", "train", "--if-absent"], env=env,
                            capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0 and "model present" in again.stdout
+
+
+def test_a_confident_intent_chooses_its_article_over_a_higher_retrieval_score():
+    """Retrieval ranks the refund policy first for "ship to Canada ... how long"; the model,
+    confident in delivery_options, answers from that intent's article. Unsure, it asks."""
+    from flows.knowledge import KbHit
+    from flows.resolution import resolve
+    from flows.routing import Route
+
+    def hit(slug, intent, score):
+        return KbHit(1, slug, 0, slug, "Body.", (intent,), score, score, score, 0.0, None)
+
+    hits = [hit("refund-policy", "check_refund_policy", 0.60), hit("shipping-options", "delivery_options", 0.25)]
+    ranked = (("intent:delivery_options", 0.80), ("intent:check_refund_policy", 0.05))
+    r = resolve("Do you ship to Canada and how long does it usually take?",
+                Route("intent:delivery_options", 0.80, ranked), hits, [])
+    assert (r.action, r.hit.slug) == ("answer", "shipping-options")
+    unsure = resolve("shipping?", Route("intent:delivery_options", 0.30,
+                                        (("intent:delivery_options", 0.30),)), hits, [])
+    assert unsure.action == "clarify"
+
+
+def test_sentence_vectors_come_from_the_wheel_and_place_paraphrases_together():
+    from flows.embeddings import sentence_vectors
+
+    v = sentence_vectors(["Do you deliver abroad?", "international shipping to other countries",
+                          "how do I reset my password", ""])
+    assert v.shape == (4, 256) and abs(float(v[0] @ v[0]) - 1.0) < 1e-4 and not v[3].any()
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_escalation_thresholds_per_reason():
+    from flows.policy import parse_policy
+    from flows.routing import Route
+
+    class Fixed:
+        def __init__(self, ranked):
+            self.ranked = ranked
+
+        def route(self, text):
+            return Route(self.ranked[0][0], self.ranked[0][1], self.ranked)
+
+    policy = parse_policy({"route": {"escalate_min": 0.35, "escalate_min_by_reason": {"refund": 0.55}}})
+    refund = (("intent:track_refund", 0.5), ("escalate:refund", 0.45))
+    person = (("intent:contact_customer_service", 0.5), ("escalate:human_requested", 0.45))
+    assert decide("x", sentiment=0.0, trend=None, unresolved_turns=0,
+                  policy=with_router(policy, Fixed(refund))) is None
+    d = decide("x", sentiment=0.0, trend=None, unresolved_turns=0, policy=with_router(policy, Fixed(person)))
+    assert d is not None and d.reason.value == "human_requested"
+    with pytest.raises(ValueError):
+        parse_policy({"route": {"escalate_min_by_reason": {"no_such_reason": 0.5}}})
+
+
+def test_the_shipped_model_learns_from_heldout_parts_and_heldout_eval_uses_one_that_did_not(tmp_path):
+    from types import SimpleNamespace
+
+    from flows.routing_data import Example
+    from fte.commands.eval import heldout_router
+
+    examples = [Example(t, label, "written", f"g{i}", heldout=i % 4 == 0) for i, (t, label) in enumerate(
+        [(f"where is my parcel {n}", "intent:track_order") for n in range(8)]
+        + [(f"I want to talk to a person {n}", "escalate:human_requested") for n in range(8)])]
+    shipped = routing.train(examples, cv_folds=0, include_heldout=True)
+    assert shipped.meta["includes_heldout"] and shipped.meta["n_examples"] == 16
+    routing.save(shipped, tmp_path / "models" / "routing.joblib")
+    settings = SimpleNamespace(FTE_DATA_DIR=tmp_path, SHARED_DATA_DIR=DATA)
+    args = SimpleNamespace(split="heldout", bitext=DATA / "bitext" / "bitext_dev.csv", hint3=None)
+    if not DATA.exists():
+        pytest.skip("no shared data")
+    fresh = heldout_router(args, settings)
+    assert fresh is not None and fresh.meta["includes_heldout"] is False and fresh.meta["n_heldout"] > 0
+    blind = routing.train(examples, cv_folds=0)
+    routing.save(blind, tmp_path / "models" / "routing.joblib")
+    assert heldout_router(args, settings).version == blind.version  # installed and blind: used as is

@@ -72,8 +72,6 @@ def outcomes(running, ingress):
             | {"ticket": t} for name, t in tickets.items()}
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the local retrieval ranks the refund policy "
-                   "over shipping options for this wording, so the agent asks instead (README)")
 def test_a_shipping_question_is_answered_from_the_shipping_article(running, outcomes):
     o = outcomes["canada"]
     assert (o["handled_as"], o["top_slug"]) == ("answered", "shipping-options")
