@@ -89,14 +89,14 @@ def kafka_messages(n: int, customers: int, tag: str) -> list:
             for i, m in enumerate(messages(n, customers, tag))]
 
 
-def run_flow(stages, resolve, items, batch: int, wait_ms: int) -> list:
+def run_flow(stages, resolve_many, items, batch: int, wait_ms: int) -> list:
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from flows.support import build_flow
 
     dead: list = []
     # as the KafkaSource reads a backlog: up to `batch` messages per poll
-    run_main(build_flow(TestingSource(items, batch_size=batch), resolve=resolve, stages=stages,
+    run_main(build_flow(TestingSource(items, batch_size=batch), resolve_many=resolve_many, stages=stages,
                         dead_letters_db=TestingSink(dead), batch_size=batch,
                         batch_wait=timedelta(milliseconds=wait_ms)))
     return dead
@@ -131,7 +131,7 @@ def main() -> None:
         from flows.policy import load_policy, with_router
         from flows.routing import load_router
         from flows.sla import load_sla_config
-        from flows.support import identity_resolver
+        from flows.support import identity_batch_resolver
         from schema.db import close_pools, connect
         from sinks.support_store import SupportStages
 
@@ -145,7 +145,7 @@ def main() -> None:
                                sla_config=load_sla_config(settings.SLA_CONFIG_FILE),
                                rate_per_s=settings.AGENT_RATE_PER_S)
         # (no agent timeout: a round's one chunk then runs in this thread, where cProfile sees it)
-        resolve = identity_resolver(settings)
+        resolve = identity_batch_resolver(settings)
         # warm-up: pools, KB index, routing model, first-call imports (not part of the figures)
         run_flow(stages, resolve, kafka_messages(50, 20, "warm"), args.batch, args.wait_ms)
 
@@ -156,7 +156,7 @@ def main() -> None:
         items = kafka_messages(args.messages, args.customers, "prof")
         start = clock.now()
         clock.overhead = [0.0, 0.0]
-        dead = run_flow(timed, clock.timed("identity", resolve, refresh=False), items, args.batch, args.wait_ms)
+        dead = run_flow(timed, clock.timed("identity", resolve), items, args.batch, args.wait_ms)
         end = clock.now()
         n = len(items)
         total = [end[i] - start[i] for i in range(3)]
