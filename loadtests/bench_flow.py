@@ -34,6 +34,7 @@ import psycopg
 
 from fte.kafka import ensure_topics, idempotent_producer
 from fte.settings import Settings
+from loadtests.stats import percentile
 from schema.events import Channel, Identifier, IdentifierKind, InboundMessage, utcnow
 from schema.identity import identity_key, normalize
 from schema.migrate import migrate
@@ -111,8 +112,8 @@ def figures(db: str, tag: str) -> dict:
     outcomes: dict[str, int] = {}
     for r in rows:
         outcomes[r[3]] = outcomes.get(r[3], 0) + 1
-    return {"n": len(rows), "rate": len(rows) / span, "p50": lat[len(lat) // 2],
-            "p95": lat[int(len(lat) * 0.95) - 1], "max": lat[-1], "outcomes": outcomes}
+    return {"n": len(rows), "rate": len(rows) / span, "p50": percentile(lat, 0.5),
+            "p95": percentile(lat, 0.95), "max": lat[-1], "outcomes": outcomes}
 
 
 def run_flow(env: dict, bootstrap: str, prefix: str, msgs, rate: float, db: str, tag: str,
