@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from functools import lru_cache
 from itertools import pairwise
 from typing import Protocol, Sequence
 
@@ -47,6 +48,7 @@ def normalize_rows(m: np.ndarray) -> np.ndarray:
     return (m / norms).astype(np.float32)
 
 
+@lru_cache(maxsize=1 << 17)  # features repeat (words, their n-grams): hash each once
 def _bucket(feature: str, dim: int) -> tuple[int, float]:
     h = zlib.crc32(feature.encode("utf-8"))  # stable across processes, unlike hash()
     return h % dim, (1.0 if (h >> 31) & 1 else -1.0)

@@ -376,24 +376,28 @@ class KbIndex:
         sims = embedder.embed(clipped) @ self.vectors.T
         sims = np.nan_to_num(sims, nan=0.0)
         lex = (self.words.transform(clipped) @ self.lexical.T).toarray()
+        # every query's scores and ranking at once (matrix operations, not a loop per query)
+        texts = np.minimum(1.0, lex * TEXT_SCALE)
+        scores = VECTOR_WEIGHT * np.maximum(0.0, sims) + (1 - VECTOR_WEIGHT) * texts
+        ranked = np.argsort(-scores, axis=1)[:, :CANDIDATES * 2].tolist()
         out = []
         for qi in range(len(queries)):
-            text = np.minimum(1.0, lex[qi] * TEXT_SCALE)
-            score = VECTOR_WEIGHT * np.maximum(0.0, sims[qi]) + (1 - VECTOR_WEIGHT) * text
+            score, text, sim = scores[qi].tolist(), texts[qi].tolist(), sims[qi].tolist()
             wanted = intents[qi] if intents is not None else None
-            order = np.argsort(-score)
-            if wanted is not None:
-                order = [j for j in order if wanted in (self.rows[j][5] or ())]
+            order = ranked[qi]
+            if wanted is not None:  # the chosen intent's articles, wherever they rank
+                order = [j for j in np.argsort(-scores[qi]).tolist()
+                         if wanted in (self.rows[j][5] or ())][:CANDIDATES * 2]
             best: dict[str, KbHit] = {}
-            for j in order[:CANDIDATES * 2]:
+            for j in order:
                 if score[j] <= 0 and wanted is None:
                     break
                 r = self.rows[j]
                 if r[1] in best:
                     continue
                 best[r[1]] = KbHit(r[0], r[1], r[2], r[3], r[4], tuple(r[5] or ()),
-                                   round(float(score[j]), 4), round(float(sims[qi][j]), 4),
-                                   round(float(text[j]), 4), 0.0, r[6])
+                                   round(score[j], 4), round(sim[j], 4),
+                                   round(text[j], 4), 0.0, r[6])
                 if len(best) >= max(k, 5):
                     break
             out.append(list(best.values())[:k])

@@ -11,13 +11,14 @@
                          is dead-lettered)
     event outbox ─ `fte relay` ─> support.events, support.escalations (at least once)
 
-Identity state is keyed by the normalised sender identifier (the Kafka key) and caches the
-customer id; a message with several identifiers (web form: email + phone) always goes to
-Postgres so they get linked (and two customers merged). After resolution the stream is
+Identity is resolved per batch of messages read: a single proved identifier is served from an
+in-process cache (TTL, bounded), the batch's misses go to Postgres together (one set-based
+transaction, sinks/identity.py: resolve_batch); a message with several identifiers (web
+form: email + phone) always goes to Postgres so they get linked (and two customers merged). After resolution the stream is
 re-keyed by customer id, so every message of one customer — whatever channel — is handled
 by one worker, in order. A cache entry may still name a customer that was merged since;
-load_context maps ids to the surviving customer with one query per batch. Per-identifier and
-per-customer state is dropped after FLOW_STATE_TTL_S without messages, so a flood of new
+load_context maps ids to the surviving customer with one query per batch. Cached identifiers
+and per-customer state are dropped after FLOW_STATE_TTL_S without messages, so a flood of new
 senders cannot grow memory without bound.
 
 Recovery: offsets and state are snapshotted together; load_context skips messages already
@@ -27,6 +28,9 @@ the events of a batch are committed with its rows, so a crash after the commit l
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,30 +84,87 @@ def expiring(step: Callable, ttl: timedelta) -> Callable:
     return lambda resume: ExpiringState(step, ttl, resume)
 
 
-class IdentityStep:
-    """state = cached customer id for one identifier; emits (customer id, Inbound), or a
-    DeadLetter when resolution fails for a reason other than a lost connection."""
+class IdentityStage:
+    """Identity resolution for a batch of messages as they are read: emits (customer id,
+    Inbound) per message, or a DeadLetter when resolution fails for a reason other than a
+    lost connection (`fatal`: stop, resume from the snapshot later).
 
-    def __init__(self, resolve: Callable[[Inbound], int],
-                 fatal: tuple[type[BaseException], ...] = ()):
-        self.resolve = resolve
-        self.fatal = fatal
+    A single proved identifier is served from an in-process cache (the customer id, kept
+    `ttl` after the identifier's last message and at most `max_entries`, least recently seen
+    dropped first, so memory stays bounded); cache misses go to `resolve_many` together, one
+    resolution per identifier, unproved ones never cached (flows/linking.py). Postgres is the
+    truth, so a restart only starts with a cold cache."""
 
-    def __call__(self, cached: int | None, item: Inbound) -> tuple[int | None, list]:
-        # Only a proved single identifier is served from, or written to, the cache: an
-        # unproved one never reaches the customer cached under the same key (flows/linking.py).
-        if cached is not None and cacheable(item.identifiers):
-            return cached, [(cached, item)]
-        try:
-            customer_id = self.resolve(item)
-        except self.fatal:
-            raise  # the database is unreachable: stop, resume from the snapshot later
-        except Exception as exc:  # noqa: BLE001 -- this message cannot be resolved: dead letter
-            return cached, [DeadLetter.for_raw(
-                source_topic=item.topic, partition=item.partition, offset=item.offset,
-                key=item.key.encode(), raw=item.msg.to_bytes(),
-                reason=f"identity: {describe_error(exc)}"[:2000])]
-        return (customer_id if cacheable(item.identifiers) else cached), [(customer_id, item)]
+    def __init__(self, resolve_many: Callable[[list[Inbound]], list[int | Exception]], ttl: timedelta,
+                 fatal: tuple[type[BaseException], ...] = (), max_entries: int = 200_000):
+        self.resolve_many, self.ttl_s, self.fatal = resolve_many, ttl.total_seconds(), fatal
+        self.max_entries = max_entries
+        self.cache: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self.lock = threading.Lock()  # workers of one process share the cache
+
+    def __call__(self, items: list[Inbound]) -> list:
+        now = time.monotonic()
+        out: list[Any] = [None] * len(items)
+        misses: dict[str, list[int]] = {}  # one resolution per cacheable identifier
+        with self.lock:
+            for i, item in enumerate(items):
+                if not cacheable(item.identifiers):
+                    misses[f"#{i}"] = [i]
+                    continue
+                hit = self.cache.get(item.key)
+                if hit is not None and now - hit[1] < self.ttl_s:
+                    self.cache[item.key] = (hit[0], now)
+                    self.cache.move_to_end(item.key)
+                    out[i] = (hit[0], item)
+                else:
+                    misses.setdefault(item.key, []).append(i)
+        if misses:
+            keys = list(misses)
+            try:
+                results = self.resolve_many([items[misses[k][0]] for k in keys])
+            except self.fatal:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- the batch failed as a whole: every miss
+                results = [exc] * len(keys)
+            with self.lock:
+                for key, result in zip(keys, results):
+                    if isinstance(result, self.fatal):
+                        raise result
+                    for i in misses[key]:
+                        out[i] = (result, items[i]) if not isinstance(result, Exception) \
+                            else self.dead_letter(items[i], result)
+                    if not key.startswith("#") and not isinstance(result, Exception):
+                        self.cache[key] = (result, now)
+                        self.cache.move_to_end(key)
+                self._evict(now)
+        return out
+
+    def _evict(self, now: float) -> None:
+        while self.cache and (len(self.cache) > self.max_entries
+                              or now - next(iter(self.cache.values()))[1] >= self.ttl_s):
+            self.cache.popitem(last=False)
+
+    @staticmethod
+    def dead_letter(item: Inbound, exc: BaseException) -> DeadLetter:
+        return DeadLetter.for_raw(
+            source_topic=item.topic, partition=item.partition, offset=item.offset,
+            key=item.key.encode(), raw=item.msg.to_bytes(),
+            reason=f"identity: {describe_error(exc)}"[:2000])
+
+
+def one_by_one(resolve: Callable[[Inbound], int], fatal: tuple[type[BaseException], ...] = ()):
+    """`resolve_many` from a function resolving one message."""
+    def resolve_many(items: list[Inbound]) -> list[int | Exception]:
+        out: list[int | Exception] = []
+        for item in items:
+            try:
+                out.append(resolve(item))
+            except fatal:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- dead-lettered by IdentityStage
+                out.append(exc)
+        return out
+    return resolve_many
 
 
 def sentiment_step(trend: Trend | None, item: tuple[int, Inbound, Verdict]) -> tuple[Trend, list[Work]]:
@@ -115,22 +176,25 @@ def sentiment_step(trend: Trend | None, item: tuple[int, Inbound, Verdict]) -> t
     return trend, [Work(inbound, customer_id, s, trend, verdict.value)]
 
 
-def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int], stages,
+def build_flow(source: Source[Any], *, resolve: Callable[[Inbound], int] | None = None, stages,
                dead_letters_db: Sink, fold_gmail: bool = False, region: str = "US",
                batch_size: int = 500, batch_wait: timedelta = timedelta(milliseconds=50),
                state_ttl: timedelta = timedelta(days=7),
                fatal: tuple[type[BaseException], ...] = (),
-               rate_limit_per_minute: int = rate_limit.LIMIT) -> Dataflow:
-    """`stages` has load_step, decide_step and persist_step (sinks/support_store.py)."""
+               rate_limit_per_minute: int = rate_limit.LIMIT,
+               resolve_many: Callable[[list[Inbound]], list[int | Exception]] | None = None) -> Dataflow:
+    """`stages` has load_step, decide_step and persist_step (sinks/support_store.py);
+    identity through `resolve_many` (a batch of messages at once) or `resolve` (one)."""
     flow = Dataflow(FLOW_NAME)
     raw = op.input("inbound_in", flow, source)
     parsed = op.map("parse", raw, lambda m: parse_inbound(m, fold_gmail=fold_gmail, region=region))
     valid = op.branch("is_valid", parsed, lambda x: isinstance(x, Inbound))
 
-    by_identifier = op.key_on("by_identifier", valid.trues, lambda m: m.key)
-    resolved = op.stateful("identity", by_identifier, expiring(IdentityStep(resolve, fatal), state_ttl))
-    identity_ok = op.branch("is_resolved", op.map("resolved", resolved, lambda kv: kv[1]),
-                            lambda x: not isinstance(x, DeadLetter))
+    # Identity on the worker that read the messages (Kafka keys them by sender identifier):
+    # each batch's cache misses resolved together. (customer id, Inbound) | DeadLetter
+    identity = IdentityStage(resolve_many or one_by_one(resolve, fatal), state_ttl, fatal)
+    resolved = op.flat_map_batch("identity", valid.trues, identity)
+    identity_ok = op.branch("is_resolved", resolved, lambda x: not isinstance(x, DeadLetter))
     by_customer = op.key_on("by_customer", identity_ok.trues, lambda cv: str(cv[0]))
     # One message limit per customer across every ingress replica; state expires when idle.
     # (customer id, (customer id, Inbound, Verdict))
@@ -183,7 +247,7 @@ def build_kafka_flow(settings, *, agent=None) -> Dataflow:
                            timeout_s=settings.AGENT_BATCH_TIMEOUT_S)
     return build_flow(
         KafkaSource(brokers, topics, raise_on_errors=False, batch_size=settings.FLOW_BATCH_SIZE),
-        resolve=identity_resolver(settings),
+        resolve_many=identity_batch_resolver(settings),
         stages=observe_stages("support-flow", stages),
         dead_letters_db=PostgresSink(settings.database_url, write_dead_letters_with_progress(FLOW_NAME),
                                      "dead_letters"),
@@ -209,6 +273,20 @@ def identity_resolver(settings) -> Callable[[Inbound], int]:
                                               origin=item.msg.inbound_key)
             return customer_id
     return resolve
+
+
+def identity_batch_resolver(settings) -> Callable[[list[Inbound]], list[int | Exception]]:
+    """Resolve a batch's cache misses through Postgres (sinks/identity.py: resolve_batch)."""
+    from schema.db import pooled
+    from sinks.identity import resolve_batch
+
+    database_url = settings.database_url
+
+    def resolve_many(items: list[Inbound]) -> list[int | Exception]:
+        with pooled(database_url) as conn:
+            return resolve_batch(conn, [(i.identifiers, i.msg.channel.value, i.msg.sender_name,
+                                         i.msg.inbound_key) for i in items])
+    return resolve_many
 
 
 def _module_flow() -> Dataflow:

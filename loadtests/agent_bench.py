@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from datetime import UTC, datetime
 from flows.agent import AgentRequest, build_agent
 from flows.formatting import format_reply
 from flows.policy import decide, load_policy
+from loadtests.stats import percentile
 from flows.sentiment import score
 from fte.settings import get_settings
 from schema.events import InboundMessage
@@ -63,7 +63,7 @@ def run(label: str, agent, policy, texts: list[str], batch: int) -> None:
         handle(agent, policy, texts[i:i + batch])
         latencies.extend([time.perf_counter() - t0] * len(texts[i:i + batch]))
     elapsed = time.perf_counter() - started
-    p95 = statistics.quantiles(latencies, n=20)[18] * 1000
+    p95 = percentile(latencies, 0.95) * 1000
     print(f"{label:<22} {len(texts) / elapsed:8.1f} msg/s   p95 {p95:7.1f} ms per message "
           f"(batch {batch})")
 

@@ -11,8 +11,9 @@ commit per message) are measured against the same stack, sandbox and dispatcher.
 Messages are produced at `--rate` per second (0 = all at once, a backlog). Uses the stack
 from the environment, a scratch database (demo KB loaded) and scratch topic prefixes,
 removed afterwards. The last line printed is JSON:
-{"flow_msgs_s", "naive_msgs_s", "ratio", "flow_p50_ms", "flow_p95_ms", "processes", "workers",
- "agent", "load_avg"}. Asserts nothing.
+{"flow_msgs_s", "naive_msgs_s", "ratio", "flow_p50_ms", "flow_p95_ms", "flow_handled_msgs_s",
+ "flow_handled_p95_ms" (the flow alone: produced -> handled, reply queued), "processes",
+ "workers", "agent", "load_avg"}. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import psycopg
 
 from fte.kafka import ensure_topics, idempotent_producer
 from fte.settings import Settings
+from loadtests.stats import percentile
 from schema.events import Channel, Identifier, IdentifierKind, InboundMessage, utcnow
 from schema.identity import identity_key, normalize
 from schema.migrate import migrate
@@ -83,7 +85,7 @@ def produce(bootstrap: str, prefix: str, msgs: list[InboundMessage], rate: float
 # Done = the reply is sent to the channel API (or, without a reply, the message is handled).
 DONE_SQL = """
 SELECT m.occurred_at, coalesce(o.sent_at, m.handled_at) AS done_at, m.handled_as,
-       o.id IS NOT NULL AND o.status <> 'sent' AS unsent
+       o.id IS NOT NULL AND o.status <> 'sent' AS unsent, m.handled_at
 FROM messages m LEFT JOIN reply_outbox o ON o.inbound_key = m.channel || ':' || m.channel_message_id
 WHERE m.direction = 'inbound' AND m.handled_at IS NOT NULL AND m.channel_message_id LIKE %s
 """
@@ -104,15 +106,19 @@ def wait_done(db: str, tag: str, n: int, timeout: float) -> None:
 
 def figures(db: str, tag: str) -> dict:
     with psycopg.connect(db) as conn:
-        rows = [(float((r[1] - r[0]).total_seconds() * 1000), r[0], r[1], r[2])
-                for r in conn.execute(DONE_SQL, (f"{tag}-%",)).fetchall()]
+        raw = conn.execute(DONE_SQL, (f"{tag}-%",)).fetchall()
+    rows = [(float((r[1] - r[0]).total_seconds() * 1000), r[0], r[1], r[2]) for r in raw]
     lat = sorted(r[0] for r in rows)
     span = (max(r[2] for r in rows) - min(r[1] for r in rows)).total_seconds()
     outcomes: dict[str, int] = {}
     for r in rows:
         outcomes[r[3]] = outcomes.get(r[3], 0) + 1
-    return {"n": len(rows), "rate": len(rows) / span, "p50": lat[len(lat) // 2],
-            "p95": lat[int(len(lat) * 0.95) - 1], "max": lat[-1], "outcomes": outcomes}
+    # the flow alone (produced -> handled, reply queued), without the dispatcher's sending
+    handled = [(r[4] - r[0]).total_seconds() * 1000 for r in raw]
+    handled_span = (max(r[4] for r in raw) - min(r[0] for r in raw)).total_seconds()
+    return {"n": len(rows), "rate": len(rows) / span, "p50": percentile(lat, 0.5),
+            "p95": percentile(lat, 0.95), "max": lat[-1], "outcomes": outcomes,
+            "handled_rate": len(raw) / handled_span, "handled_p95": percentile(handled, 0.95)}
 
 
 def run_flow(env: dict, bootstrap: str, prefix: str, msgs, rate: float, db: str, tag: str,
@@ -286,6 +292,8 @@ def main() -> None:
         print(json.dumps({"flow_msgs_s": round(flow["rate"], 1), "naive_msgs_s": round(naive["rate"], 1),
                           "ratio": round(flow["rate"] / naive["rate"], 1),
                           "flow_p50_ms": round(flow["p50"]), "flow_p95_ms": round(flow["p95"]),
+                          "flow_handled_msgs_s": round(flow["handled_rate"], 1),
+                          "flow_handled_p95_ms": round(flow["handled_p95"]),
                           "processes": args.processes, "workers": args.workers, "agent": agent,
                           "load_avg": round(load[0], 1)}))
     finally:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import httpx
 
 from fte.kafka import ensure_topics, idempotent_producer, produce_sync
 from fte.settings import get_settings
+from loadtests.stats import percentile
 from schema.events import Channel, Escalation, EscalationReason
 from schema.migrate import migrate
 from schema.topics import ALERTS, ESCALATIONS, topic_name
@@ -93,8 +93,8 @@ def main() -> int:
     if len(latencies) < len(sent):
         print(f"missing {len(sent) - len(latencies)} of {len(sent)} notifications")
         return 1
-    p95 = latencies[max(0, int(round(0.95 * len(latencies))) - 1)]
-    print(f"urgent escalation -> webhook: n={len(latencies)} p50={statistics.median(latencies):.3f}s "
+    p95 = percentile(latencies, 0.95)
+    print(f"urgent escalation -> webhook: n={len(latencies)} p50={percentile(latencies, 0.5):.3f}s "
           f"p95={p95:.3f}s max={latencies[-1]:.3f}s")
     return 0
 

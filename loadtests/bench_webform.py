@@ -28,6 +28,7 @@ import httpx
 from fte.kafka import ensure_topics
 from fte.settings import Settings
 from loadtests.payloads import load_questions, wait_until_healthy, web_submission
+from loadtests.stats import percentile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,12 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 async def run_load(base_url: str, requests: int, concurrency: int, seed: int) -> dict:

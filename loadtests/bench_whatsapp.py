@@ -26,7 +26,8 @@ from twilio.request_validator import RequestValidator
 
 from fte.kafka import ensure_topics
 from fte.settings import Settings
-from loadtests.bench_webform import REPO, free_port, percentile
+from loadtests.bench_webform import REPO, free_port
+from loadtests.stats import percentile
 from loadtests.payloads import wait_until_healthy
 
 

@@ -40,7 +40,9 @@ from sinks.identity import survivors
 from sinks.outbox import enqueue_replies
 
 log = get_logger(__name__)
-AGENT_CHUNK = 16
+# The local agent's work is in-process CPU (one routing call and one retrieval per call):
+# threads only contend for the GIL, so a whole round goes as one chunk.
+AGENT_CHUNK = 500
 RETRYABLE = (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected,
              psycopg.errors.SerializationFailure)
 
@@ -97,7 +99,8 @@ def persist(conn: psycopg.Connection, plan: BatchPlan, *, flow_name: str = "supp
 class AgentCaller:
     """`ask` for the decide stage: a round's requests in chunks, chunks concurrently.
 
-    Chunks of `chunk` requests go to `respond_many` (the local agent batches its retrieval);
+    Chunks of `chunk` requests go to `respond_many` (the local agent routes and retrieves for
+    a whole chunk at once, so a round is one chunk);
     an agent that makes one provider call per request (OpenAI) gets chunks of one, so up to
     `concurrency` requests are in flight at once and one slow answer never holds the others.
     `rate_per_s` bounds provider requests (a moving window, the provider's rate limit);

@@ -183,9 +183,12 @@ INSERT_INBOUND = """
 INSERT INTO messages (channel, channel_message_id, direction, author, customer_id, conversation_id,
                       ticket_id, subject, body, sentiment, metadata, occurred_at,
                       handled_as, handled_at, escalation_id)
-VALUES (%(channel)s, %(cmid)s, 'inbound', 'customer', %(customer_id)s, %(conversation_id)s,
-        %(ticket_id)s, %(subject)s, %(body)s, %(sentiment)s, %(metadata)s, %(occurred_at)s,
-        %(handled_as)s, now(), %(escalation_id)s)
+SELECT channel, cmid, 'inbound', 'customer', customer_id, conversation_id, ticket_id, subject, body,
+       sentiment, metadata, occurred_at, handled_as, now(), escalation_id
+  FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],
+              %s::float8[], %s::jsonb[], %s::timestamptz[], %s::text[], %s::bigint[])
+       AS r(channel, cmid, customer_id, conversation_id, ticket_id, subject, body, sentiment,
+            metadata, occurred_at, handled_as, escalation_id)
 ON CONFLICT (channel, channel_message_id) DO UPDATE
     SET customer_id = EXCLUDED.customer_id, conversation_id = EXCLUDED.conversation_id,
         ticket_id = EXCLUDED.ticket_id, sentiment = EXCLUDED.sentiment,
@@ -196,14 +199,19 @@ ON CONFLICT (channel, channel_message_id) DO UPDATE
 
 
 def insert_handled_inbound(conn: psycopg.Connection, rows: Sequence[PlannedMessage]) -> None:
-    """The inbound messages, already marked handled (they commit with their outcome)."""
-    if rows:
-        conn.cursor().executemany(INSERT_INBOUND, [{
-            "channel": m.channel, "cmid": m.channel_message_id, "customer_id": m.customer_id,
-            "conversation_id": m.conversation_id, "ticket_id": m.ticket_id, "subject": m.subject,
-            "body": m.body, "sentiment": m.sentiment, "metadata": Jsonb(m.metadata),
-            "occurred_at": m.occurred_at, "handled_as": m.handled_as,
-            "escalation_id": m.escalation_id} for m in rows])
+    """The inbound messages, already marked handled (they commit with their outcome): one
+    statement for the batch. A message twice in a batch is written once (the first; the
+    second would find it handled)."""
+    first: dict[tuple[str, str], PlannedMessage] = {}
+    for m in rows:
+        first.setdefault((m.channel, m.channel_message_id), m)
+    if first:
+        ms = list(first.values())
+        conn.execute(INSERT_INBOUND, (
+            [m.channel for m in ms], [m.channel_message_id for m in ms], [m.customer_id for m in ms],
+            [m.conversation_id for m in ms], [m.ticket_id for m in ms], [m.subject for m in ms],
+            [m.body for m in ms], [m.sentiment for m in ms], [Jsonb(m.metadata) for m in ms],
+            [m.occurred_at for m in ms], [m.handled_as for m in ms], [m.escalation_id for m in ms]))
 
 
 def mark_holding_sent(conn: psycopg.Connection, escalation_ids: Sequence[int]) -> None:
@@ -213,11 +221,13 @@ def mark_holding_sent(conn: psycopg.Connection, escalation_ids: Sequence[int]) -
 
 
 def insert_kb_lookups(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
-    """(inbound key, channel, query, top slug, score, answered)."""
+    """(inbound key, channel, query, top slug, score, answered), one statement."""
     if rows:
-        conn.cursor().executemany(
+        cols = list(zip(*rows))
+        conn.execute(
             "INSERT INTO kb_lookups (inbound_key, channel, query, top_slug, score, answered) "
-            "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (inbound_key) DO NOTHING", rows)
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::float8[], "
+            "%s::bool[]) ON CONFLICT (inbound_key) DO NOTHING", [list(c) for c in cols])
 
 
 def mark_tickets_answered(conn: psycopg.Connection, ticket_ids: Sequence[str]) -> None:
