@@ -137,7 +137,7 @@ def test_web_form_ticket_keeps_its_id(policy):
 def test_agent_escalation_is_an_escalation_with_the_agents_note(policy):
     def escalate(reqs):
         return [AgentResult("escalate", "customer threatens legal action", None) for _ in reqs]
-    plan = decide_batch(context([work(10, "hmm, something odd with my parcel")]), ask=escalate,
+    plan = decide_batch(context([work(10, "a question about my order")]), ask=escalate,
                         policy=policy, now=NOW)
     (esc,) = plan.escalations
     assert esc.reason == "agent" and esc.detail == "customer threatens legal action"
