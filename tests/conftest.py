@@ -50,11 +50,19 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def stack(settings: Settings):
-    """The stack, up and migrated; stopped afterwards if this session started it."""
+    """The stack, up and migrated; stopped afterwards if this session started it (unless
+    FTE_KEEP_TEST_STACK=1), so a later run or clone finds its ports free."""
     already_up = {s.name for s in fte_stack.status(settings) if s.up and s.embedded}
     if settings.embedded_kafka:
         _share_kafka_jars(settings)
-    fte_stack.up(settings)
+    try:
+        fte_stack.up(settings)
+    except RuntimeError as exc:
+        if "is taken by another process" not in str(exc):
+            raise
+        pytest.exit(f"{exc}: a test stack kept up by an earlier run elsewhere "
+                    "(FTE_KEEP_TEST_STACK=1)? Stop it with `FTE_DATA_DIR=<its dir> fte stack down`, "
+                    "or set other FTE_KAFKA_PORT/FTE_KAFKA_CONTROLLER_PORT/FTE_PG_PORT.", returncode=4)
     migrate(settings.database_url)
     yield settings
     if not already_up and os.environ.get("FTE_KEEP_TEST_STACK") != "1":
