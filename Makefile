@@ -25,5 +25,9 @@ system-deps:
 run: $(STAMP)
 	ENVIRONMENT=$${ENVIRONMENT:-development} $(BIN)/fte up
 
+# Two workers (pytest-xdist), each with a stack of its own (tests/conftest.py); a test file
+# runs whole on one worker, so its module fixtures (a running flow, a database) start once.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,4 +1,5 @@
-"""Small helpers shared by the test areas: serving an ASGI app, free ports, polling."""
+"""Small helpers shared by the test areas: serving an ASGI app, free ports, polling,
+databases copied from a template."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
 import uvicorn
 
 
@@ -58,3 +63,21 @@ def wait_for(check: Callable[[], object], timeout: float = 60.0, message: str = 
 # Operator API keys the ingress tests configure (OPERATOR_API_KEYS), one per role.
 OPERATOR_KEYS = {"admin": "fte_op_test-admin-key", "agent": "fte_op_test-agent-key",
                  "viewer": "fte_op_test-viewer-key"}
+
+
+def _admin(stack) -> str:
+    return urlunsplit(urlsplit(stack.database_url)._replace(path="/postgres"))
+
+
+def clone_database(stack, template: str, prefix: str = "t") -> str:
+    """URL of a new database copied from `template` (which must have no open connections)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin(stack), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return urlunsplit(urlsplit(stack.database_url)._replace(path=f"/{name}"))
+
+
+def drop_database(stack, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(_admin(stack), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,31 +10,21 @@ import psycopg
 import pytest
 import streamlit as st
 from console_apptest import DEV_PASSWORD, REPO
+from testkit import clone_database, drop_database
 
 from fte.kafka import ensure_topics
 from fte.settings import get_settings
-from schema.migrate import migrate
 from schema.topics import WHATSAPP_INBOUND, topic_name
 
 SEED = Path(__file__).with_name("seed.sql")
 APP = str(REPO / "console" / "app.py")
 
 
-def _with_database(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 @pytest.fixture
-def console_env(stack, kafka_bootstrap, monkeypatch, tmp_path):
-    """A migrated, seeded database and topic set; the console's settings point at them."""
-    name = f"console_{uuid.uuid4().hex[:10]}"
-    admin = _with_database(stack.database_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(stack.database_url, name)
-    migrate(url)
+def console_env(stack, kafka_bootstrap, _migrated_template, monkeypatch, tmp_path):
+    """A migrated (copied from the session's template), seeded database and topic set; the
+    console's settings point at them."""
+    url = clone_database(stack, _migrated_template, prefix="console")
     prefix = f"c{uuid.uuid4().hex[:8]}."
     ensure_topics(kafka_bootstrap, prefix)
     inbound = topic_name(WHATSAPP_INBOUND, prefix)
@@ -57,8 +47,7 @@ def console_env(stack, kafka_bootstrap, monkeypatch, tmp_path):
            "kafka_bootstrap": kafka_bootstrap}
     get_settings.cache_clear()
     st.cache_data.clear()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(stack, url)
 
 
 @pytest.fixture

@@ -72,7 +72,7 @@ def test_kill_9_mid_stream_then_restart_handles_each_message_once(flow_env, chan
         sender = FlowProcess(env, argv=("dispatch",), log=tmp_path / "dispatch.log").start()
         wait_for(lambda: count(env, handled_sql, (keys,)) == 1000, 300, message="all 1000 handled")
         wait_for(lambda: count(env, "SELECT count(*) AS n FROM reply_outbox WHERE status <> 'sent' "
-                               "AND inbound_key = ANY(%s)", (keys,)) == 0, 120, message="all sent")
+                               "AND inbound_key = ANY(%s)", (keys,)) == 0, 300, message="all sent")
     finally:
         flow.stop()
         sender.stop()

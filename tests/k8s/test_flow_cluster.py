@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
+from fte.flow_cluster import free_ports
 from fte.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,21 +45,11 @@ def _config_settings(recovery: Path) -> Settings:
     return Settings(_env_file=None, RECOVERY_DIR=recovery, **values)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def _run_cluster(sts: dict, processes: int, root: Path, out: Path, flow_in: Path | None = None):
     name = sts["metadata"]["name"]
     init = sts["spec"]["template"]["spec"]["initContainers"][0]
     entry = _flow_entry()
-    ports = _free_ports(processes)
+    ports = free_ports(processes)
     procs = []
     for ordinal in range(processes):
         pod = f"{name}-{ordinal}"

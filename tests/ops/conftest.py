@@ -1,5 +1,5 @@
-"""Fixtures for the operations tests: a migrated database of their own, the sandbox channel
-APIs, a Slack-compatible webhook stand-in, and `fte` services run as real processes."""
+"""Fixtures for the operations tests: a Slack-compatible webhook stand-in and `fte` services
+run as real processes (`migrated_db` and `channel_api_server` come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,6 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from testkit import ServerThread, free_port, wait_for
-
-from schema.migrate import migrate
-
-
-@pytest.fixture
-def migrated_db(fresh_database) -> str:
-    migrate(fresh_database)
-    return fresh_database
-
-
-@pytest.fixture(scope="module")
-def channel_api_server(settings):
-    from sandbox.app import create_app
-
-    with ServerThread(create_app(settings), lifespan="off") as url:
-        yield url
 
 
 class SlackStandIn:
