@@ -153,6 +153,20 @@ class Sampler(threading.Thread):
         self._halt.set()
 
 
+def thirds(rows: list[dict], names: list[str]) -> dict[str, list[float | None]]:
+    """Per service: CPU ms per accepted message over the first and the last third of the run."""
+    third = max(1, len(rows) // 3)
+    out = {}
+    for name in names:
+        pair = []
+        for part in (rows[:third], rows[-third:]):
+            messages = sum(r["messages"] for r in part)
+            cpu = sum(r.get(f"{name}_cpu_s", 0.0) for r in part)
+            pair.append(round(cpu * 1000 / messages, 1) if messages else None)
+        out[name] = pair
+    return out
+
+
 def supervise_until(supervisor: Supervisor, halt: threading.Event, tick_s: float = 0.5) -> None:
     while not halt.wait(tick_s):
         supervisor.tick()
@@ -306,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     if sampler:
         summary["rss_mb_start"], summary["rss_mb_end"] = sampler.rss_start, sampler.rss_end
         summary["cpu_ms_per_message"] = [r["cpu_ms_per_message"] for r in sampler.rows]
+        summary["cpu_ms_per_message_first_last_third"] = thirds(sampler.rows, list(services))
     ok = (summary["lost"] == 0 and summary["duplicates"] == 0 and summary["events_lost"] == 0
           and not rig.notes and sum(faults.values()) == len(log))
     print(json.dumps(summary))
