@@ -302,6 +302,7 @@ def build_flow(
 def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
     """The production wiring: Kafka in and out, Postgres sinks, the health poll."""
     from flows.health import HealthSource
+    from flows.paced_input import PacedSource
     from schema.topics import ALERTS, DEADLETTER, SUPPORT_EVENTS, topic_name
     from sinks.metrics_store import (
         alert_sink,
@@ -324,7 +325,9 @@ def build_kafka_flow(settings, config: SlaConfig) -> Dataflow:
         dead_letters_topic=KafkaSink(brokers, topic_name(DEADLETTER, prefix), add_config=producer_config),
         progress=progress_sink(settings.database_url),
     )
-    source = KafkaSource(brokers, [events_topic], raise_on_errors=False,
+    # Paced: Bytewax would otherwise poll it every millisecond and spin while an epoch ends.
+    source = PacedSource(KafkaSource(brokers, [events_topic], raise_on_errors=False,
+                                     batch_size=settings.METRICS_BATCH_SIZE),
                          batch_size=settings.METRICS_BATCH_SIZE)
     health = HealthSource(settings.database_url, settings.kafka_bootstrap, config.alerts.health_poll)
     return build_flow(

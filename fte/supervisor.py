@@ -7,6 +7,9 @@ while it lasts raises a `crash_loop` alert, written like every other alert to th
 table (one row per kind and minute, services merged into `detail.subjects`) and to
 `support.alerts`. A service that exits 0 is done (nothing to do here) and is not restarted.
 SIGINT/SIGTERM stop every child with SIGTERM and wait for it (SIGKILL after 30 s).
+`Supervisor` is the loop's step on its own, so the chaos harness (loadtests/chaos.py)
+supervises its services exactly as `fte up` does; `Supervisor.held` keeps a service out of
+the supervisor's hands while the harness kills and restarts it on purpose.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from flows.alerts import minute_bucket
 from fte.logs import get_logger
@@ -57,6 +63,13 @@ class Service:
     restart_at: float | None = None
     last_code: int | None = None
     done: bool = False
+    env: dict | None = None
+    log_path: Path | None = None  # stdout and stderr appended here (default: inherited)
+    held: bool = False  # stopped or restarted by someone else for now (the chaos harness)
+    starts: int = 0
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def recent_exits(self, now: float, window_s: float) -> int:
         while self.exits and now - self.exits[0] > window_s:
@@ -102,9 +115,85 @@ def raise_alert(settings, alert: Alert) -> None:
 
 
 def start(service: Service, env: dict | None = None) -> None:
-    service.proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *service.argv], env=env)
+    env = env if env is not None else service.env
+    if service.log_path is not None:
+        with service.log_path.open("ab") as sink:
+            service.proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *service.argv], env=env,
+                                            stdout=sink, stderr=subprocess.STDOUT)
+    else:
+        service.proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *service.argv], env=env)
     service.restart_at = None
+    service.starts += 1
     print(f"started {service.name} (pid {service.proc.pid}): fte {' '.join(service.argv)}", flush=True)
+
+
+class Supervisor:
+    """Restart with back-off and crash-loop alerts; `tick` is one pass over the services."""
+
+    def __init__(self, services: list[Service], alert: Callable[[Alert], None],
+                 policy: RestartPolicy = RestartPolicy()):
+        self.services = {s.name: s for s in services}
+        self.alert, self.policy = alert, policy
+        self.restarts: dict[str, int] = {}  # restarts after an exit of its own, per service
+        self._lock = threading.Lock()
+
+    def start_all(self) -> None:
+        with self._lock:
+            for service in self.services.values():
+                start(service)
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            for service in self.services.values():
+                if not (service.done or service.held):
+                    self._check(service, now)
+
+    def _check(self, service: Service, now: float) -> None:
+        policy = self.policy
+        if service.restart_at is not None:
+            if now >= service.restart_at:
+                start(service)
+                self.restarts[service.name] = self.restarts.get(service.name, 0) + 1
+            return
+        code = service.proc.poll()
+        if code is None:
+            return
+        if code == 0:  # a service with nothing to do here (e.g. demo traffic in production)
+            log.info("service.finished", service=service.name)
+            service.done = True
+            return
+        service.last_code = code
+        service.exits.append(now)
+        recent = service.recent_exits(now, policy.window_s)
+        delay = policy.backoff_s(recent)
+        service.restart_at = now + delay
+        log.warning("service.exited", service=service.name, code=code, restart_in_s=delay,
+                    exits_in_window=recent, hint=EXIT_HINTS.get(code))
+        if policy.crash_loop(recent):
+            log.error("service.crash_loop", service=service.name, exits_in_window=recent)
+            self.alert(crash_loop_alert(service, recent, policy, datetime.now(UTC)))
+
+    @contextmanager
+    def held(self, name: str) -> Iterator[Service]:
+        """The service is left alone inside; afterwards it runs again (started if it is down)."""
+        service = self.services[name]
+        with self._lock:
+            service.held = True
+        try:
+            yield service
+        finally:
+            with self._lock:
+                service.held = False
+                service.restart_at = None
+                if not service.alive():
+                    start(service)
+
+    def stop_all(self, timeout_s: float = 30.0) -> None:
+        with self._lock:
+            for service in self.services.values():
+                service.held = True  # no restarts from here on
+            stop_all([s.proc for s in self.services.values() if s.proc is not None], timeout_s)
 
 
 def supervise(services: list[tuple[str, list[str]]], settings, *, policy: RestartPolicy = RestartPolicy(),
@@ -119,38 +208,13 @@ def supervise(services: list[tuple[str, list[str]]], settings, *, policy: Restar
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    alert = on_alert or (lambda a: raise_alert(settings, a))
-    running = [Service(name, argv) for name, argv in services]
-    for service in running:
-        start(service, env)
+    supervisor = Supervisor([Service(name, argv, env=env) for name, argv in services],
+                            on_alert or (lambda a: raise_alert(settings, a)), policy)
+    supervisor.start_all()
     while not stopping:
         time.sleep(tick_s)
-        now = time.monotonic()
-        for service in running:
-            if stopping or service.done:
-                continue
-            if service.restart_at is not None:
-                if now >= service.restart_at:
-                    start(service, env)
-                continue
-            code = service.proc.poll()
-            if code is None:
-                continue
-            if code == 0:  # a service with nothing to do here (e.g. demo traffic in production)
-                log.info("service.finished", service=service.name)
-                service.done = True
-                continue
-            service.last_code = code
-            service.exits.append(now)
-            recent = service.recent_exits(now, policy.window_s)
-            delay = policy.backoff_s(recent)
-            service.restart_at = now + delay
-            log.warning("service.exited", service=service.name, code=code, restart_in_s=delay,
-                        exits_in_window=recent, hint=EXIT_HINTS.get(code))
-            if policy.crash_loop(recent):
-                log.error("service.crash_loop", service=service.name, exits_in_window=recent)
-                alert(crash_loop_alert(service, recent, policy, datetime.now(UTC)))
-    stop_all([s.proc for s in running if s.proc is not None])
+        supervisor.tick()
+    supervisor.stop_all()
     return 0
 
 

@@ -89,11 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.pod_name:
         parser.error("--pod-name (or POD_NAME) is required")
 
-    import signal
-
     from bytewax._bytewax import cli_main
-    from bytewax.recovery import RecoveryConfig
 
+    from fte.dataflow_runner import run_guarded
     from fte.flow_health import instrument_flow
 
     settings = get_settings()
@@ -101,22 +99,20 @@ def main(argv: list[str] | None = None) -> int:
                           port=args.port)
     flow = support() if args.flow == "support" else metrics()
     instrument_flow(flow, FLOWS[args.flow], settings, place.recovery_dir)
-    # SIGTERM (a pod stopping) stops like Ctrl-C; the cluster resumes from its snapshot.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     # A single process needs no peers (and so no DNS for its own name).
     cluster = args.processes > 1
-    try:
-        cli_main(
-            flow,
-            workers_per_process=place.workers_per_process,
-            process_id=place.process_id if cluster else None,
-            addresses=place.addresses if cluster else None,
-            epoch_interval=place.snapshot_interval,
-            recovery_config=RecoveryConfig(str(place.recovery_dir), backup_interval=place.backup_interval),
-        )
-    except KeyboardInterrupt:
-        pass
-    return 0
+    # The same lock and exit codes as `fte flow` / `fte metrics-flow` (fte/dataflow_runner.py):
+    # a second process on this pod's volume (`kubectl exec ... fte metrics-flow`) is refused
+    # with exit 3, a store that cannot be resumed exits 4 naming the reset command. The
+    # partitions are the init container's (k8s/flow-recovery-init.py), so none are created here.
+    return run_guarded(lambda recovery: cli_main(
+        flow,
+        workers_per_process=place.workers_per_process,
+        process_id=place.process_id if cluster else None,
+        addresses=place.addresses if cluster else None,
+        epoch_interval=place.snapshot_interval,
+        recovery_config=recovery,
+    ), name=args.flow, directory=place.recovery_dir, settings=settings)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ import psycopg
 
 from fte.commands.sandbox import sandbox_environment
 from fte.settings import Settings
-from loadtests.chaos_faults import ALL, INJECTORS, Rig, Service
+from fte.supervisor import Service, Supervisor
+from loadtests.chaos_faults import ALL, INJECTORS, Rig
 from loadtests.chaos_proxy import ProxyState, create_app
 from loadtests.chaos_traffic import CHANNELS, Traffic
 from loadtests.chaos_verdict import api_calls, db_rows, events_by_key, judge
@@ -152,6 +153,25 @@ class Sampler(threading.Thread):
         self._halt.set()
 
 
+def thirds(rows: list[dict], names: list[str]) -> dict[str, list[float | None]]:
+    """Per service: CPU ms per accepted message over the first and the last third of the run."""
+    third = max(1, len(rows) // 3)
+    out = {}
+    for name in names:
+        pair = []
+        for part in (rows[:third], rows[-third:]):
+            messages = sum(r["messages"] for r in part)
+            cpu = sum(r.get(f"{name}_cpu_s", 0.0) for r in part)
+            pair.append(round(cpu * 1000 / messages, 1) if messages else None)
+        out[name] = pair
+    return out
+
+
+def supervise_until(supervisor: Supervisor, halt: threading.Event, tick_s: float = 0.5) -> None:
+    while not halt.wait(tick_s):
+        supervisor.tick()
+
+
 def wait_until_settled(database_url: str, traffic: Traffic, timeout_s: float) -> None:
     """Until every accepted message has a reply on its way out (or the timeout passes)."""
     deadline = time.monotonic() + timeout_s
@@ -208,13 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     proxy_url = start_proxy(sandbox_url, proxy)
     # The dispatcher and the ingress reach the channel APIs through the proxy.
     api_env = {**env, "TWILIO_API_BASE": proxy_url, "GMAIL_DISCOVERY_URL": f"{proxy_url}/discovery/gmail/v1/rest"}
-    services = {name: Service(name, argv, env if name == "sandbox" else api_env, run_dir)
+    services = {name: Service(name, argv, env=env if name == "sandbox" else api_env,
+                              log_path=run_dir / f"{name}.log")
                 for name, argv in SERVICES.items()}
+    # Crash loops are recorded, not written to the stack's alerts: the run reports them.
+    crash_loops: Counter = Counter()
+    supervisor = Supervisor(list(services.values()), lambda alert: crash_loops.update([alert.detail["subject"]]))
     traffic = Traffic(settings, ingress_url, sandbox_url, total, args.rate, channels)
     from fte.stack.kafka import EmbeddedKafka
     from fte.stack.postgres import EmbeddedPostgres
 
-    rig = Rig(services, proxy, traffic,
+    rig = Rig(services, supervisor, proxy, traffic,
               EmbeddedKafka(settings) if settings.embedded_kafka else None,
               EmbeddedPostgres(settings) if settings.embedded_postgres else None,
               down_s=args.down, storm_s=args.storm)
@@ -224,9 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     log: list[dict] = []
     sampler = Sampler(services, traffic, 30.0) if args.soak else None
     started = time.monotonic()
+    halt = threading.Event()
     try:
-        for service in services.values():
-            service.start()
+        supervisor.start_all()
+        watch = threading.Thread(target=supervise_until, args=(supervisor, halt), daemon=True,
+                                 name="chaos-supervisor")
+        watch.start()
         wait_until_healthy(ingress_url, alive=services["ingress"].alive, timeout_s=120)
         time.sleep(5)
         dead = [s.name for s in services.values() if not s.alive()]
@@ -272,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         letters = dead_letters(settings.database_url, settings.TOPIC_PREFIX)
     finally:
         traffic.stop()
-        for service in reversed(list(services.values())):
-            service.stop()
+        halt.set()
+        supervisor.stop_all()
         if rig.kafka is not None and rig.kafka.pid() is None:
             rig.kafka.start()
         if rig.postgres is not None and rig.postgres.pid() is None:
@@ -288,10 +315,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"accepted": len(traffic.accepted), "answered_once": verdict["answered_once"],
                "lost": verdict["lost"] + traffic.gave_up, "duplicates": verdict["duplicates"],
                "events_lost": verdict["events_lost"], "dead_letters": letters, "faults": dict(faults),
-               "seconds": round(time.monotonic() - started, 1)}
+               "seconds": round(time.monotonic() - started, 1),
+               "restarts": dict(supervisor.restarts), "crash_loops": dict(crash_loops)}
     if sampler:
         summary["rss_mb_start"], summary["rss_mb_end"] = sampler.rss_start, sampler.rss_end
         summary["cpu_ms_per_message"] = [r["cpu_ms_per_message"] for r in sampler.rows]
+        summary["cpu_ms_per_message_first_last_third"] = thirds(sampler.rows, list(services))
     ok = (summary["lost"] == 0 and summary["duplicates"] == 0 and summary["events_lost"] == 0
           and not rig.notes and sum(faults.values()) == len(log))
     print(json.dumps(summary))

@@ -14,57 +14,25 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from fte.dataflow_runner import EXIT_STORE_IN_USE
+from fte.supervisor import Service, Supervisor
 from loadtests.chaos_proxy import ProxyState
 from loadtests.chaos_traffic import Traffic
 
 
-@dataclass
-class Service:
-    """One `fte <subcommand>` child process, restartable, logging to its own file."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_dir: Path
-    proc: subprocess.Popen | None = None
-    starts: int = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "fte.cli", *self.argv], env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT)
-
-    @property
-    def log_path(self) -> Path:
-        return self.log_dir / f"{self.name}.log"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> bool:
-        if not self.alive():
-            return False
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        return True
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def kill9(service: Service) -> bool:
+    if not service.alive():
+        return False
+    os.kill(service.proc.pid, signal.SIGKILL)
+    service.proc.wait()
+    return True
 
 
 @dataclass
 class Rig:
     services: dict[str, Service]
+    supervisor: Supervisor  # restarts what exits on its own, as `fte up` does
     proxy: ProxyState
     traffic: Traffic
     kafka: object | None  # EmbeddedKafka when the stack is embedded
@@ -76,10 +44,9 @@ class Rig:
 
 def _kill(name: str) -> Callable[[Rig], dict]:
     def inject(rig: Rig) -> dict:
-        service = rig.services[name]
-        injected = service.kill9()
-        time.sleep(rig.down_s)
-        service.start()
+        with rig.supervisor.held(name) as service:  # restarted by us after down_s, not by it
+            injected = kill9(service)
+            time.sleep(rig.down_s)
         return {"injected": injected}
     return inject
 
