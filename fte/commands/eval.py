@@ -94,6 +94,10 @@ def jsonl_items(path: Path) -> Iterator[dict[str, Any]]:
             yield item
 
 
+class EmptyKnowledgeBase(RuntimeError):
+    pass
+
+
 def run(args, settings) -> int:
     if sum(bool(x) for x in (args.file, args.bitext, args.hint3)) != 1:
         print("give one of FILE.jsonl, --bitext PATH or --hint3 DIR", file=sys.stderr)
@@ -110,7 +114,11 @@ def run(args, settings) -> int:
         return 2
     if args.limit:
         items = items[:args.limit]
-    summary, details = evaluate(items, settings, heldout_router(args, settings))
+    try:
+        summary, details = evaluate(items, settings, heldout_router(args, settings))
+    except EmptyKnowledgeBase as exc:
+        print(f"fte eval: {exc}", file=sys.stderr)
+        return 2
     if args.details:
         for d in details:
             print(json.dumps(d))
@@ -155,6 +163,10 @@ def evaluate(items: list[dict[str, Any]], settings, router=None) -> tuple[dict[s
     router = router if router is not None else load_router(settings)
     policy = with_router(load_policy(settings.ESCALATION_POLICY_FILE), router)
     agent = build_agent(settings, router)
+    if not _articles(agent.kb):
+        # Every question would get a clarifying question: figures that mean nothing.
+        raise EmptyKnowledgeBase("the knowledge base is empty: load it first "
+                                 "(`fte kb load flows/kb_demo`, or `fte up`)")
     details: list[dict[str, Any]] = []
     now = datetime.now(UTC)
     for start in range(0, len(items), BATCH):

@@ -83,6 +83,14 @@ def test_eval_needs_exactly_one_input(kb_database_url, tmp_path):
     assert out.returncode == 2 and "line 1: channel" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_eval_refuses_an_empty_knowledge_base(migrated_db, tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps(ITEMS[0]) + "\n")
+    out = fte([str(items)], migrated_db)
+    assert out.returncode == 2 and "knowledge base is empty" in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
 def test_hand_written_samples_meet_the_floors(kb_database_url):
     """Realistic messages written apart from Bitext: escalations right, and confident answers
     from an article tagged with the expected intent, but for at most two (measured: two,
