@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     DISPATCH_RETRY_BASE_S: float = 1.0
     DISPATCH_RETRY_MAX_S: float = 60.0
     DISPATCH_LEASE_S: float = 30.0
+    # Worker threads per channel delivering claimed rows side by side (each with its own
+    # database connection and API client); one recipient's replies stay in order.
+    DISPATCH_CONCURRENCY: int = Field(default=8, ge=1, le=64)
     # Each channel API call's timeout; the lease is renewed before every part, so one
     # call (and the in-doubt lookup) must fit well inside it (validated below).
     DISPATCH_CLIENT_TIMEOUT_S: float = 10.0

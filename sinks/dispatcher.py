@@ -1,9 +1,14 @@
 """The outbox dispatcher (`fte dispatch`): delivers due `reply_outbox` rows, each exactly once.
 
-One worker thread per channel, so a failing channel API never holds up the others. A worker
-claims due rows with FOR UPDATE SKIP LOCKED and marks them 'sending' with a lease (the
-row's next_attempt_at); it wakes on NOTIFY reply_outbox (low latency) and sweeps every
-`sweep_s` anyway (missed notifications, parked rows coming due, expired leases).
+One claim thread per channel, so a failing channel API never holds up the others. It claims
+due rows with FOR UPDATE SKIP LOCKED and marks them 'sending' with a lease (the row's
+next_attempt_at); it wakes on NOTIFY reply_outbox (low latency) and sweeps every `sweep_s`
+anyway (missed notifications, parked rows coming due, expired leases). Claimed rows are
+delivered by `concurrency` worker threads per channel, each with its own database connection
+and its own sender (API clients such as httplib2 are not thread-safe). Rows for one recipient
+go to the same worker, in claim order, so one customer's replies keep their order and an
+in-doubt lookup never races a send to the same recipient. The claim thread keeps at most
+`concurrency` x 4 rows in hand (less when the backlog is small).
 
 Exactly once: each part is marked sent (parts_sent, provider_message_ids) right after the
 API accepted it. A row claimed while already 'sending' is in doubt — a process died between
@@ -31,9 +36,11 @@ claimed for that channel, and after the reset time one row is tried as a probe (
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -67,33 +74,42 @@ ON CONFLICT (dispatcher, channel) DO UPDATE
 class CircuitBreaker:
     """closed -> open after `failures` in a row -> half-open after `reset_s` (one probe)."""
 
-    def __init__(self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic):
-        self.threshold, self.reset_s, self.clock = failures, reset_s, clock
+    def __init__(self, failures: int, reset_s: float, clock: Callable[[], float] = time.monotonic,
+                 batch: int = 20):
+        self.threshold, self.reset_s, self.clock, self.batch = failures, reset_s, clock, batch
         self.consecutive = 0
         self.opened_at: float | None = None
+        self._lock = threading.Lock()  # the channel's workers report outcomes concurrently
 
-    @property
-    def state(self) -> str:
+    def _state(self) -> str:
         if self.opened_at is None:
             return "closed"
         return "half-open" if self.clock() - self.opened_at >= self.reset_s else "open"
 
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state()
+
     def allowed(self) -> int:
-        """How many rows may be tried now: many when closed, one probe when half-open."""
-        return {"closed": 20, "half-open": 1, "open": 0}[self.state]
+        """How many rows may be tried now: a batch when closed, one probe when half-open."""
+        return {"closed": self.batch, "half-open": 1, "open": 0}[self.state]
 
     def success(self) -> None:
-        self.consecutive, self.opened_at = 0, None
+        with self._lock:
+            self.consecutive, self.opened_at = 0, None
 
     def failure(self) -> None:
-        self.consecutive += 1
-        if self.state == "half-open" or self.consecutive >= self.threshold:
-            self.opened_at = self.clock()  # (re)open: the probe failed or too many failures
+        with self._lock:
+            self.consecutive += 1
+            if self._state() == "half-open" or self.consecutive >= self.threshold:
+                self.opened_at = self.clock()  # (re)open: the probe failed or too many failures
 
     def wait_s(self) -> float:
-        if self.opened_at is None:
-            return 0.0
-        return max(0.0, self.reset_s - (self.clock() - self.opened_at))
+        with self._lock:
+            if self.opened_at is None:
+                return 0.0
+            return max(0.0, self.reset_s - (self.clock() - self.opened_at))
 
 
 class Dispatcher:
@@ -103,12 +119,17 @@ class Dispatcher:
                  retry_base_s: float = 1.0, retry_max_s: float = 60.0, lease_s: float = 30.0,
                  sweep_s: float = 1.0, public_base_url: str = "http://127.0.0.1:8000",
                  whatsapp_session_hours: float = 24.0, whatsapp_template: bool = False,
-                 whatsapp_status_callbacks: bool = False):
-        """`senders` maps channel -> factory (built inside that channel's thread)."""
+                 whatsapp_status_callbacks: bool = False, concurrency: int = 8):
+        """`senders` maps channel -> factory (one sender built inside each worker thread)."""
         self.database_url = database_url
         self.sender_factories = senders
         self.publish = publish or (lambda e: None)
-        self.breakers = {c: CircuitBreaker(breaker_failures, breaker_reset_s) for c in senders}
+        self.concurrency = max(1, concurrency)
+        # Rows in hand per channel (queued or being delivered): enough to keep every worker
+        # busy between claims, few enough that a queued row's lease is not spent waiting.
+        self.in_hand = self.concurrency * 4
+        self.breakers = {c: CircuitBreaker(breaker_failures, breaker_reset_s, batch=self.in_hand)
+                         for c in senders}
         self.retry_base_s, self.retry_max_s, self.lease_s, self.sweep_s = (
             retry_base_s, retry_max_s, lease_s, sweep_s)
         self.public_base_url = public_base_url
@@ -122,12 +143,18 @@ class Dispatcher:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self._reported: dict[str, tuple[str, float]] = {}  # channel -> (state, monotonic time)
         self.threads: list[threading.Thread] = []
+        self._queues = {c: [queue.Queue() for _ in range(self.concurrency)] for c in senders}
+        self._pending = dict.fromkeys(senders, 0)  # rows handed to the workers, not yet done
+        self._done = {c: threading.Condition() for c in senders}
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Dispatcher:
         self.threads = [threading.Thread(target=self._listen, name="outbox-listen", daemon=True)]
         self.threads += [threading.Thread(target=self._channel_loop, args=(c,), name=f"outbox-{c}",
                                           daemon=True) for c in self.sender_factories]
+        self.threads += [threading.Thread(target=self._worker, args=(c, i), name=f"outbox-{c}-{i}",
+                                          daemon=True)
+                         for c in self.sender_factories for i in range(self.concurrency)]
         for t in self.threads:
             t.start()
         return self
@@ -136,8 +163,9 @@ class Dispatcher:
         self.stopping.set()
         for e in self.wake.values():
             e.set()
+        deadline = time.monotonic() + timeout
         for t in self.threads:
-            t.join(timeout)
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def _listen(self) -> None:
         while not self.stopping.is_set():
@@ -156,31 +184,86 @@ class Dispatcher:
 
     # --- one channel -------------------------------------------------------------------------
     def _channel_loop(self, channel: str) -> None:
-        sender = None
+        """Claim due rows for the channel's workers; wait when they have enough in hand."""
         conn = None
         breaker = self.breakers[channel]
+        done = self._done[channel]
         while not self.stopping.is_set():
             observability.beat(f"outbox-{channel}")  # /livez: this channel's loop turns
             try:
-                if sender is None:
-                    sender = self.sender_factories[channel]()
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
                 self.report_breaker(conn, channel)
-                limit = breaker.allowed()
-                sent_any = False
-                if limit:
-                    sent_any = self.run_once(conn, channel, sender, limit)
-                if not sent_any:
-                    wait = self.sweep_s if limit else min(self.sweep_s, breaker.wait_s() or self.sweep_s)
-                    self.wake[channel].wait(wait)
-                    self.wake[channel].clear()
-            except Exception as exc:  # noqa: BLE001 -- a broken connection or sender: rebuild, carry on
+                with done:
+                    pending = self._pending[channel]
+                limit = self._claim_limit(breaker, pending)
+                if pending and (limit == 0 or pending >= self.concurrency):
+                    with done:  # the workers are busy (or a probe is out): wait for one to finish
+                        done.wait(self.sweep_s)
+                    continue
+                rows = self.claim(conn, channel, limit) if limit else []
+                if rows:
+                    self._hand_out(channel, rows)
+                    continue
+                wait = self.sweep_s if limit else min(self.sweep_s, breaker.wait_s() or self.sweep_s)
+                self.wake[channel].wait(wait)
+                self.wake[channel].clear()
+            except Exception as exc:  # noqa: BLE001 -- a broken connection: rebuild, carry on
                 log.error("dispatcher.loop_error", channel=channel, error=str(exc))
                 if conn is not None:
                     conn.close()
                 conn = None
                 self.stopping.wait(1.0)
+        if conn is not None:
+            conn.close()
+
+    def _claim_limit(self, breaker: CircuitBreaker, pending: int) -> int:
+        """Rows to claim now: up to `in_hand` in all when closed; a single probe when half-open."""
+        state = breaker.state
+        if state == "half-open":
+            return 0 if pending else 1
+        return 0 if state == "open" else max(0, self.in_hand - pending)
+
+    def _hand_out(self, channel: str, rows: list[dict]) -> None:
+        with self._done[channel]:
+            self._pending[channel] += len(rows)
+        queues = self._queues[channel]
+        for row in rows:
+            # One recipient, one worker: its replies go out in order, one at a time.
+            queues[zlib.crc32(row["recipient"].encode()) % len(queues)].put(row)
+
+    def _worker(self, channel: str, index: int) -> None:
+        """Deliver the rows handed to this worker, with its own connection and sender."""
+        rows = self._queues[channel][index]
+        done = self._done[channel]
+        conn = sender = None
+        while True:
+            try:
+                row = rows.get(timeout=0.5)
+            except queue.Empty:
+                if self.stopping.is_set():
+                    break
+                continue
+            try:
+                if sender is None:
+                    sender = self.sender_factories[channel]()
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.database_url, row_factory=dict_row, autocommit=True)
+                if self.stopping.is_set() or self.breakers[channel].allowed() == 0:
+                    self._release(conn, [row])  # stopping, or the circuit opened: give it back
+                else:
+                    self.deliver(conn, sender, row)
+            except Exception as exc:  # noqa: BLE001 -- a broken connection or sender: rebuild
+                # The row keeps its lease; when that runs out it is claimed again as in doubt.
+                log.error("dispatcher.worker_error", channel=channel, outbox_id=row["id"], error=str(exc))
+                if conn is not None:
+                    conn.close()
+                conn = sender = None
+                self.stopping.wait(1.0)
+            finally:
+                with done:
+                    self._pending[channel] -= 1
+                    done.notify_all()
         if conn is not None:
             conn.close()
 
@@ -373,17 +456,30 @@ class Dispatcher:
 
 
 def kafka_publisher(settings) -> Callable[[SupportEvent], None]:
+    """Publish support events asynchronously: produce() queues the event and returns; the
+    idempotent producer delivers it in the background (retrying), poll() runs the delivery
+    reports (failures are logged and counted), and `fte dispatch` polls every few seconds and
+    flushes at stop. No per-event flush: the delivery itself is already recorded in Postgres."""
     from fte.kafka import idempotent_producer
     from schema.topics import SUPPORT_EVENTS, topic_name
 
     producer = idempotent_producer(settings.kafka_bootstrap)
     topic = topic_name(SUPPORT_EVENTS, settings.TOPIC_PREFIX)
-    lock = threading.Lock()
+
+    def delivered(err, msg) -> None:
+        if err is not None:
+            log.warning("dispatcher.event_undelivered", error=str(err))
 
     def publish(event: SupportEvent) -> None:
-        with lock:
-            producer.produce(topic, value=event.to_bytes(), key=str(event.customer_id or "").encode())
-            producer.poll(0)
+        # confluent-kafka's Producer is thread-safe: the channel workers produce concurrently.
+        value, key = event.to_bytes(), str(event.customer_id or "").encode()
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, on_delivery=delivered)
+                break
+            except BufferError:  # local queue full: let deliveries drain, then retry
+                producer.poll(0.1)
+        producer.poll(0)
     publish.producer = producer  # type: ignore[attr-defined]
     return publish
 
@@ -404,4 +500,5 @@ def build_dispatcher(settings, *, sweep_s: float = 1.0) -> Dispatcher:
         whatsapp_session_hours=settings.WHATSAPP_SESSION_HOURS,
         whatsapp_template=bool(settings.TWILIO_TEMPLATE_CONTENT_SID),
         whatsapp_status_callbacks=settings.TWILIO_STATUS_CALLBACKS,
+        concurrency=settings.DISPATCH_CONCURRENCY,
     )
