@@ -46,6 +46,7 @@ from pydantic import BaseModel, Field
 
 DISCOVERY_SOURCE = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents" / "gmail.v1.json"
 FIRST_HISTORY_ID = 1000
+SAVE_EVERY_S = 0.5  # how often, at most, a local mailbox is rewritten to its state file
 
 
 def b64url(data: bytes) -> str:
@@ -90,6 +91,8 @@ class GmailSandbox:
         self.push_endpoint: str | None = None
         self.silent = False
         self.state_file = state_file
+        self._last_save = 0.0
+        self._pending_save: threading.Timer | None = None
         self.load()
 
     # --- persistence (a development restart keeps the mailbox, like Gmail) ---------------
@@ -103,10 +106,30 @@ class GmailSandbox:
                 box["address"], box["history_id"], box["oldest_history_id"], messages,
                 box["history"], box["watch"])
 
+    def save_soon(self) -> None:
+        """Save now if the last save is older than SAVE_EVERY_S, else once that much later.
+        The whole mailbox is rewritten each time, so saving per message would cost O(n) per
+        message under traffic; a kill -9 loses at most SAVE_EVERY_S of a local mailbox."""
+        if self.state_file is None:
+            return
+        with self._lock:
+            if time.monotonic() - self._last_save >= SAVE_EVERY_S:
+                self.save()
+            elif self._pending_save is None:
+                self._pending_save = threading.Timer(SAVE_EVERY_S, self._save_pending)
+                self._pending_save.daemon = True
+                self._pending_save.start()
+
+    def _save_pending(self) -> None:
+        with self._lock:
+            self._pending_save = None
+            self.save()
+
     def save(self) -> None:
         if self.state_file is None:
             return
         with self._lock:
+            self._last_save = time.monotonic()
             data = {"mailboxes": [{
                 "address": b.address, "history_id": b.history_id,
                 "oldest_history_id": b.oldest_history_id, "history": b.history, "watch": b.watch,
@@ -164,7 +187,7 @@ class GmailSandbox:
                 {"id": stored.id, "threadId": thread_id}],
                 "messagesAdded": [{"message": {"id": stored.id, "threadId": thread_id,
                                                "labelIds": labels}}]})
-            self.save()
+            self.save_soon()
         if "INBOX" in labels:
             self.push(mailbox, stored.history_id)
         return stored

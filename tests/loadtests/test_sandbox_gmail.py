@@ -89,3 +89,27 @@ def test_watch_expired_history_and_injected_faults(sandbox):
     # The client's own retries ride over a short outage.
     httpx.post(f"{url}/_sandbox/gmail/faults", json={"status": 503, "count": 1})
     assert gmail.users().getProfile(userId="me").execute(num_retries=2)["emailAddress"] == MAILBOX
+
+
+def test_a_burst_of_mail_is_saved_once_it_settles(tmp_path):
+    """The mailbox file is rewritten at most every SAVE_EVERY_S, and the last of a burst
+    still reaches it: a restarted server has every message."""
+    import time
+
+    from sandbox.gmail import GmailSandbox
+
+    state = tmp_path / "gmail.json"
+    box = GmailSandbox(state)
+    mailbox = box.mailbox(MAILBOX)
+    for i in range(40):
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "a@example.com", MAILBOX, f"burst {i}"
+        msg.set_content("hello")
+        box.add(mailbox, msg.as_bytes(), ["INBOX"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        restarted = GmailSandbox(state)
+        if len(restarted.mailbox(MAILBOX).messages) == 40:
+            break
+        time.sleep(0.2)
+    assert len(restarted.mailbox(MAILBOX).messages) == 40
