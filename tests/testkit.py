@@ -81,3 +81,15 @@ def drop_database(stack, url: str) -> None:
     name = urlsplit(url).path.lstrip("/")
     with psycopg.connect(_admin(stack), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def email_identifier(value: str, verified: bool = True):
+    from schema.events import Identifier, IdentifierKind
+
+    return Identifier(kind=IdentifierKind.EMAIL, value=value, verified=verified)
+
+
+def phone_identifier(value: str, verified: bool = True):
+    from schema.events import Identifier, IdentifierKind
+
+    return Identifier(kind=IdentifierKind.PHONE, value=value, verified=verified)

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
 
-from schema.events import Identifier, IdentifierKind
+from testkit import email_identifier as email
+from testkit import phone_identifier as phone
+
 from sinks.identity import resolve_customer, survivors
-
-
-def email(v, verified=True):
-    return Identifier(kind=IdentifierKind.EMAIL, value=v, verified=verified)
-
-
-def phone(v, verified=True):
-    return Identifier(kind=IdentifierKind.PHONE, value=v, verified=verified)
-
-
-@pytest.fixture
-def conn(migrated_db):
-    with psycopg.connect(migrated_db, autocommit=True) as c:
-        yield c
 
 
 def test_same_identifier_same_customer_and_linking(conn):
